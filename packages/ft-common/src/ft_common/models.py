@@ -1,0 +1,85 @@
+"""The model resolver ft-train and ft-infer share: `-m` may name a local Hugging
+Face folder, a `.gguf` file, or a hub id.
+
+A GGUF file is de-quantized once into a plain safetensors folder in the cache
+(`FT_CACHE`, default ~/.cache/ft), keyed by the file's sha256, so training and
+inference never see a "quantized" model and the second use costs nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ft_common.atomic import atomic_dir
+from ft_common.errors import FtError, InputError, require_module
+from ft_common.progress import log
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """What `from_pretrained` should be given, and where it came from."""
+
+    path: str  # a local folder, or a hub id for source == "hub"
+    source: str  # "folder", "gguf" or "hub"
+    spec: str  # what the user wrote
+    sha256: str | None = None  # of the GGUF file, when there was one
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("FT_CACHE", Path.home() / ".cache" / "ft"))
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_model(spec: str, quiet: bool = False) -> ResolvedModel:
+    """Turn `-m SPEC` into something transformers can load without GGUF handling."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise InputError(f"{spec}: a folder without config.json is not a Hugging Face model")
+        return ResolvedModel(str(path.resolve()), "folder", spec)
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise InputError(f"{spec}: no such GGUF file")
+        return _dequantize_gguf(path, spec, quiet)
+    if path.exists():
+        raise InputError(f"{spec}: not a model folder or a .gguf file")
+    if _HUB_ID.match(spec):
+        return ResolvedModel(spec, "hub", spec)
+    raise InputError(f"{spec}: no such model folder or file, and not a hub id (org/name)")
+
+
+def _dequantize_gguf(path: Path, spec: str, quiet: bool) -> ResolvedModel:
+    sha = file_sha256(path)
+    out = cache_root() / "gguf" / f"{path.stem}-{sha[:16]}"
+    if (out / "config.json").is_file():
+        return ResolvedModel(str(out), "gguf", spec, sha)
+    require_module("gguf", "ft-common", "models")
+    transformers = require_module("transformers", "ft-common", "models")
+    log(f"de-quantizing {path.name} into {out} (once)", quiet)
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        model = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
+    except Exception as exc:  # transformers raises many kinds for an unsupported file
+        raise FtError(f"{spec}: cannot load GGUF file ({type(exc).__name__}: {exc})") from exc
+    # The weights are dense now; drop the GGUF marker so the folder is a plain model.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "SOURCE").write_text(f"{path.name}\nsha256 {sha}\n")
+    return ResolvedModel(str(out), "gguf", spec, sha)

@@ -1,0 +1,17 @@
+"""ft-infer command line (not built yet: see its issue)."""
+
+import click
+
+from ft_common.cli import CONTEXT_SETTINGS, common_options, run
+from ft_common.errors import FtError
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@common_options
+def cli(quiet: bool) -> None:
+    """ft-infer (not built yet)."""
+    raise FtError("ft-infer is not built yet")
+
+
+def main() -> None:
+    run(cli, "ft-infer")

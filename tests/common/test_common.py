@@ -1,0 +1,137 @@
+import io
+import json
+import os
+import sys
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from ft_common.atomic import atomic_dir, atomic_write
+from ft_common.cli import common_options, input_argument, output_option, run
+from ft_common.errors import InputError, MissingExtraError, require_module
+from ft_common.jsonl import iter_lines_as_records, open_output, read_records
+from ft_common.records import new_record, require
+from ft_common.tasks import TASKS, get_task
+
+
+def test_malformed_line_names_file_and_line(tmp_path):
+    p = tmp_path / "in.jsonl"
+    p.write_text('{"a": 1}\n\n{"b": 2}\n{oops\n')
+    with pytest.raises(InputError, match=r"in.jsonl:4: not valid JSON"):
+        list(read_records(str(p)))
+
+
+def test_non_object_line_is_an_error():
+    with pytest.raises(InputError, match=r"x:2: expected a JSON object"):
+        list(iter_lines_as_records(io.StringIO('{"a":1}\n[1,2]\n'), "x"))
+
+
+def test_missing_file_is_one_clear_error(tmp_path):
+    with pytest.raises(InputError, match="cannot open"):
+        list(read_records(str(tmp_path / "nope.jsonl")))
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.jsonl"
+    target.write_text("old\n")
+    with pytest.raises(RuntimeError):
+        with atomic_write(target) as fh:
+            fh.write("half")
+            raise RuntimeError("boom")
+    assert target.read_text() == "old\n"
+    assert os.listdir(tmp_path) == ["out.jsonl"]
+
+
+def test_open_output_file_is_atomic(tmp_path):
+    target = tmp_path / "o.jsonl"
+    with pytest.raises(InputError):
+        with open_output(str(target)) as w:
+            w.write({"a": 1})
+            raise InputError("bad line later")
+    assert not target.exists()
+    with open_output(str(target)) as w:
+        w.write({"a": "é"})
+    assert json.loads(target.read_text()) == {"a": "é"}
+
+
+def test_atomic_dir_replaces_whole(tmp_path):
+    d = tmp_path / "ckpt"
+    with atomic_dir(d) as tmp:
+        (tmp / "a").write_text("1")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(d) as tmp:
+            (tmp / "b").write_text("2")
+            raise RuntimeError
+    assert sorted(os.listdir(d)) == ["a"]
+    assert sorted(os.listdir(tmp_path)) == ["ckpt"]
+
+
+def test_require_names_record():
+    with pytest.raises(InputError, match="record viggo/valid/3: missing key 'prompt'"):
+        require({"id": "viggo/valid/3"}, "prompt")
+
+
+def test_missing_extra_names_the_extra():
+    with pytest.raises(MissingExtraError, match=r"pip install 'ft-infer\[vllm\]'"):
+        require_module("surely_not_a_module_xyz", "ft-infer", "vllm")
+
+
+def test_new_record_has_schema_version():
+    r = new_record(id="t/0", task="viggo", split="valid", format="tokens", meta={}, prompt="p", target="t")
+    assert r["ft_schema"] == 1 and "messages" not in r
+
+
+def test_tasks_layout_and_parsing():
+    assert set(TASKS) == {"viggo", "sql", "gsm8k", "mathqa", "generic"}
+    v = get_task("viggo")
+    assert v.prompt("Is Halo good?") == "<START_Q>Is Halo good?<END_Q><START_A>"
+    assert v.target("request(name[Halo])") == "request(name[Halo])<END_A>"
+    assert v.parse_answer(" inform(name[X]) <END_A> junk") == "inform(name[X])"
+    g = get_task("gsm8k")
+    assert g.parse_answer("so 3+4=7\n#### 1,234<END_A>") == "1234"
+    assert g.parse_answer("#### 3.50") == "3.5"
+    assert g.parse_answer("the answer is 7") is None
+    assert get_task("mathqa").parse_answer("5^4 = 625\n#### c") == "c"
+    assert get_task("sql").parse_answer("<SQL>SELECT a FROM t;</SQL>") == "SELECT a FROM t"
+    with pytest.raises(Exception, match="unknown task 'nope'"):
+        get_task("nope")
+
+
+def _tool():
+    @click.command()
+    @input_argument()
+    @output_option()
+    @common_options
+    def tool(input, output, quiet):
+        """Copy records. Example: cat a.jsonl | tool"""
+        with open_output(output) as w:
+            w.write_all(read_records(input))
+
+    return tool
+
+
+def test_run_reports_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"a":1}\nnope\n')
+    with pytest.raises(SystemExit) as exc:
+        run(_tool(), "ft-x", [str(bad), "-o", str(tmp_path / "out.jsonl")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"ft-x: error: {bad}:2: not valid JSON: 'nope'"]
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_run_usage_error_exit_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        run(_tool(), "ft-x", ["--no-such-flag"])
+    assert exc.value.code == 2
+
+
+def test_verbose_shows_traceback(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(__import__("ft_common.cli").cli._state, "verbose", False)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("nope\n")
+    with pytest.raises(SystemExit):
+        run(_tool(), "ft-x", ["-v", str(bad)])
+    assert "Traceback" in capsys.readouterr().err
