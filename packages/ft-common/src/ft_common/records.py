@@ -43,6 +43,27 @@ KEYS: tuple[Key, ...] = (
     Key("score", "dict", "ft-score", "ft-score compare", "{correct: bool, ...checker details}"),
 )
 
+# What ft-prep puts in `meta`, per task, for ft-score's checkers.
+META: dict[str, dict[str, str]] = {
+    "all": {
+        "input": "the raw input text (sentence, question, problem)",
+        "reference": "the reference output, without the stop token",
+    },
+    "viggo": {"reference": "the reference MR, e.g. inform(name[Halo], rating[good])"},
+    "gsm8k": {"answer": "the final numeric answer, normalised (tasks.gsm8k.normalize_number)"},
+    "mathqa": {"answer": "the correct option letter a-e", "options": "{letter: option text}"},
+    "sql": {
+        "question": "the English question",
+        "context": "CREATE TABLE statements (sql-create-context shape)",
+        "reference": "the reference SQL query",
+        "tables": "synthetic test tables: {table: {columns: [[name, type], ...], rows: [[v, ...], ...]}}",
+        "db_id": "Spider database id, when the row has a real database",
+        "db_dir": "folder holding DB_ID/DB_ID.sqlite (as given to ft-prep --db-dir)",
+        "source": "wikisql, spider, or hub/local for sql-create-context files",
+    },
+    "generic": {"label": "optional class label, for classification scoring"},
+}
+
 KEY_NAMES = frozenset(k.name for k in KEYS)
 
 
