@@ -1,0 +1,206 @@
+"""The transformers engine: batched greedy (or sampled) decoding on CPU or GPU.
+
+Our own decode loop over a KV cache rather than `model.generate`, so that
+
+- each sequence stops at its own stop token ids and stop strings, and a batch
+  ends the step after its last sequence stops;
+- prompts are left-padded, with position ids that ignore the padding, so a
+  sequence's greedy output does not depend on what it was batched with;
+- the prefill keeps only the last position's logits (no [batch, len, vocab]);
+- on a GPU the "all stopped?" check reads a flag copied one step earlier, so
+  the CPU keeps queueing work instead of waiting for each step (at most one
+  step more than needed).
+
+Requests are grouped by stop strings and sorted by prompt length before they
+are cut into batches of `batch_size`, so batches hold prompts of similar length.
+"""
+
+from __future__ import annotations
+
+from ft_common.errors import FtError, InputError
+from ft_common.models import resolve_model
+from ft_common.progress import log
+
+from ft_infer.stops import StopPlan, eos_ids, finish, plan_stops
+from ft_infer.types import GenerationOptions, Request, Result
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(dtype: str, device: str):
+    import torch
+
+    if dtype == "auto":
+        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[dtype]
+
+
+class HFEngine:
+    name = "hf"
+
+    def __init__(self, model: str, options: GenerationOptions = GenerationOptions(), *,
+                 batch_size: int | None = None, device: str | None = None, dtype: str = "auto",
+                 quiet: bool = False):
+        self.model_name = model
+        self.options = options
+        self.device_name = device
+        self.dtype_name = dtype
+        self.batch_size = batch_size
+        self.quiet = quiet
+        self.model = None  # loaded on the first generate() call
+        self.tokenizer = None
+
+    # -- loading ---------------------------------------------------------------------------
+    def load(self) -> None:
+        if self.model is not None:
+            return
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        resolved = resolve_model(self.model_name, quiet=self.quiet)
+        device = self.device_name or default_device()
+        dtype = resolve_dtype(self.dtype_name, device)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(resolved.path)
+            model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype)
+            model.to(device).eval()
+        except Exception as exc:  # transformers raises many kinds for a bad folder
+            raise FtError(f"{self.model_name}: cannot load model ({type(exc).__name__}: {exc})") from exc
+        tokenizer.padding_side = "left"
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+        self.eos = eos_ids(tokenizer, model.generation_config)
+        self.tokenizer, self.model, self.device = tokenizer, model, torch.device(device)
+        if self.batch_size is None:
+            self.batch_size = 256 if self.device.type == "cuda" else 32
+        log(f"ft-infer: hf engine: {self.model_name} on {device} ({str(dtype).removeprefix('torch.')})", self.quiet)
+
+    # -- prompts ---------------------------------------------------------------------------
+    def encode(self, request: Request) -> list[int]:
+        tok = self.tokenizer
+        if not request.is_chat:
+            return tok(request.prompt, add_special_tokens=True)["input_ids"]
+        if not getattr(tok, "chat_template", None):
+            raise InputError(f"record {request.id}: chat messages, but {self.model_name} has no chat template")
+        text = tok.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
+        return tok(text, add_special_tokens=False)["input_ids"]
+
+    # -- generation ------------------------------------------------------------------------
+    def generate(self, requests: list[Request]) -> list[Result]:
+        if not requests:
+            return []
+        self.load()
+        encoded = [self.encode(r) for r in requests]
+        results: list[Result | None] = [None] * len(requests)
+        # Group by stop strings (one stop plan per batch), then sort by prompt length.
+        order = sorted(range(len(requests)), key=lambda i: (requests[i].stop, len(encoded[i])))
+        start = 0
+        while start < len(order):
+            stop = requests[order[start]].stop
+            end = start
+            while end < len(order) and end - start < self.batch_size and requests[order[end]].stop == stop:
+                end += 1
+            batch = order[start:end]
+            plan = plan_stops(self.tokenizer, stop, self.eos)
+            outputs = self.decode([encoded[i] for i in batch], plan)
+            for i, generated in zip(batch, outputs, strict=True):
+                results[i] = finish(self.tokenizer, generated, plan, len(encoded[i]),
+                                    self.options.max_new_tokens)
+            start = end
+        return results  # type: ignore[return-value]
+
+    def decode(self, prompts: list[list[int]], plan: StopPlan) -> list[list[int]]:
+        """Generate for one batch; each row's ids end at (and include) its stop token."""
+        import torch
+        from transformers import DynamicCache
+        from transformers.generation.stopping_criteria import StopStringCriteria
+
+        opts, model, device = self.options, self.model, self.device
+        n, width, new = len(prompts), max(len(p) for p in prompts), opts.max_new_tokens
+        if new <= 0:
+            return [[] for _ in prompts]
+        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((n, width + new), dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
+            mask[row, width - len(prompt):width] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        positions = (mask[:, :width].cumsum(-1) - 1).clamp(min=0)
+        stop_ids = torch.tensor(sorted(plan.token_ids), dtype=torch.long, device=device)
+        criterion = StopStringCriteria(self.tokenizer, list(plan.strings)) if plan.strings else None
+        generator = None
+        if not opts.greedy:
+            generator = torch.Generator(device=device).manual_seed(opts.seed)
+
+        generated = torch.full((n, new), self.pad_id, dtype=torch.long, device=device)
+        lengths = torch.zeros(n, dtype=torch.long, device=device)
+        done = torch.zeros(n, dtype=torch.bool, device=device)
+        flag = _DoneFlag(device)
+        cache = DynamicCache(config=model.config)
+        with torch.inference_mode():
+            logits = model(input_ids=ids, attention_mask=mask[:, :width], position_ids=positions,
+                           past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+            position = positions[:, -1:]
+            steps = 0
+            for step in range(new):
+                token = _pick(logits, opts, generator)
+                token = torch.where(done, self.pad_id, token)
+                generated[:, step] = token
+                lengths += (~done).long()
+                hit = torch.isin(token, stop_ids)
+                if criterion is not None:
+                    hit |= criterion(generated[:, : step + 1], None)
+                done |= hit
+                steps = step + 1
+                if steps == new or flag.all_done(done):
+                    break
+                position = position + 1
+                mask[:, width + step] = 1
+                logits = model(input_ids=token[:, None], attention_mask=mask[:, : width + step + 1],
+                               position_ids=position, past_key_values=cache, use_cache=True).logits[:, -1]
+        rows = generated[:, :steps].tolist()
+        return [row[:length] for row, length in zip(rows, lengths.tolist(), strict=True)]
+
+
+def _pick(logits, opts: GenerationOptions, generator):
+    import torch
+
+    if opts.greedy:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / opts.temperature, dim=-1)
+    if opts.top_p < 1.0:
+        sorted_probs, index = probs.sort(dim=-1, descending=True)
+        keep = sorted_probs.cumsum(-1) - sorted_probs < opts.top_p  # always keeps the top token
+        sorted_probs = sorted_probs * keep
+        probs = torch.zeros_like(probs).scatter_(-1, index, sorted_probs)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+class _DoneFlag:
+    """`all_done(done)`: on a CPU, now; on a GPU, as of the previous step (no wait on this one)."""
+
+    def __init__(self, device):
+        import torch
+
+        self.lagged = device.type == "cuda"
+        if self.lagged:
+            self.host = torch.zeros((), dtype=torch.bool).pin_memory()
+            self.event = torch.cuda.Event()
+            self.pending = False
+
+    def all_done(self, done) -> bool:
+        if not self.lagged:
+            return bool(done.all())
+        finished = False
+        if self.pending:
+            self.event.synchronize()
+            finished = bool(self.host)
+        self.host.copy_(done.all(), non_blocking=True)
+        self.event.record()
+        self.pending = True
+        return finished

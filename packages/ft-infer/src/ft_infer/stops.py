@@ -1,0 +1,69 @@
+"""Stop handling shared by the local engines (hf and vllm), so both turn
+generated token ids into the same completion.
+
+A stop string that is one added (special) token of the tokenizer, like
+`<END_A>` after ft-train, becomes a stop token id, exactly like eos; any other
+stop string is matched as text. The completion is decoded without the stop
+token and cut at the first stop string.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from ft_common.tasks import cut_at_stop
+
+from ft_infer.types import Result
+
+
+@dataclass(frozen=True)
+class StopPlan:
+    token_ids: frozenset[int]  # eos ids and single-token stop strings
+    strings: tuple[str, ...]  # stop strings matched as text
+    all_strings: tuple[str, ...]  # every stop string of the record (cut the text at these)
+
+
+def eos_ids(tokenizer, generation_config=None) -> set[int]:
+    """The end-of-sequence ids of a model: its generation config's and its tokenizer's."""
+    ids: set[int] = set()
+    for value in (getattr(generation_config, "eos_token_id", None), tokenizer.eos_token_id):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, Iterable):
+            ids.update(int(v) for v in value)
+    return ids
+
+
+def plan_stops(tokenizer, stops: Sequence[str], eos: Iterable[int]) -> StopPlan:
+    added = tokenizer.get_added_vocab()  # added tokens are never split, so their id is exact
+    token_ids, strings = set(eos), []
+    for stop in stops:
+        if stop in added:
+            token_ids.add(added[stop])
+        else:
+            strings.append(stop)
+    return StopPlan(frozenset(token_ids), tuple(strings), tuple(stops))
+
+
+def finish(tokenizer, generated: Sequence[int], plan: StopPlan, prompt_tokens: int,
+           max_new_tokens: int, engine_reason: str | None = None) -> Result:
+    """The Result for one sequence of generated ids (which may run past its stop).
+
+    `engine_reason` is the engine's own finish reason where it has one (vLLM).
+    """
+    ids = list(generated)
+    stopped = False
+    for i, tok in enumerate(ids):
+        if tok in plan.token_ids:
+            ids, stopped = ids[:i], True
+            count = i + 1
+            break
+    else:
+        count = len(ids)
+    text = tokenizer.decode(ids, skip_special_tokens=False)
+    cut = cut_at_stop(text, plan.all_strings)
+    if len(cut) < len(text) or engine_reason == "stop":
+        stopped = True
+    reason = "stop" if stopped or count < max_new_tokens else "length"
+    return Result(cut, reason, prompt_tokens, count)

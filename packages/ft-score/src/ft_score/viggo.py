@@ -1,0 +1,154 @@
+"""ViGGO checker: the meaning representation (MR) scored the way the case study did.
+
+    inform(name[Dirt: Showdown], genres[driving/racing, sport], has_mac_release[no])
+
+A completion is correct when (1) its function is the reference's, (2) its set of
+attributes is the reference's and (3) its attributes follow the fixed
+precedence order (`ft_common.tasks.viggo.ATTRIBUTES`). Values are not part of
+that rule; they are measured separately as attribute-value F1, and exact match
+compares the whole MR.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ft_common.tasks.viggo import ATTRIBUTES, FUNCTIONS
+
+from ft_score.base import Checker, reference_of
+
+_RANK = {name: i for i, name in enumerate(ATTRIBUTES)}
+_FUNC = re.compile(r"\s*([A-Za-z_]\w*)\s*\(")
+_ATTR = re.compile(r"\s*([A-Za-z_]\w*)\s*\[")
+_SPACE = re.compile(r"\s+")
+
+
+class MRError(ValueError):
+    """The text is not a well-formed MR; the message says where it went wrong."""
+
+
+@dataclass(frozen=True)
+class MR:
+    function: str
+    slots: tuple[tuple[str, str], ...]  # (attribute, value) in the order written
+
+    @property
+    def attributes(self) -> tuple[str, ...]:
+        return tuple(a for a, _ in self.slots)
+
+
+def parse_mr(text: str) -> MR:
+    """Parse `function(attr[value], ...)`; raise MRError with a reason when malformed.
+
+    Values may hold commas, parentheses and balanced square brackets, and may be
+    empty (`has_mac_release[]`).
+    """
+    match = _FUNC.match(text)
+    if not match:
+        raise MRError("no function name followed by '('")
+    function = match.group(1)
+    pos, n = match.end(), len(text)
+    slots: list[tuple[str, str]] = []
+    while True:
+        while pos < n and text[pos].isspace():
+            pos += 1
+        if pos < n and text[pos] == ")" and not slots:
+            pos += 1
+            break
+        attr = _ATTR.match(text, pos)
+        if not attr:
+            raise MRError(f"expected attribute[value] at character {pos}")
+        start = pos = attr.end()
+        depth = 1
+        while pos < n:
+            ch = text[pos]
+            if ch == "[":
+                depth += 1
+            elif ch == "]":
+                depth -= 1
+                if depth == 0:
+                    break
+            pos += 1
+        if depth:
+            raise MRError(f"unclosed '[' after {attr.group(1)}")
+        slots.append((attr.group(1), text[start:pos].strip()))
+        pos += 1
+        while pos < n and text[pos].isspace():
+            pos += 1
+        if pos < n and text[pos] == ",":
+            pos += 1
+            continue
+        if pos < n and text[pos] == ")":
+            pos += 1
+            break
+        raise MRError(f"expected ',' or ')' at character {pos}")
+    if text[pos:].strip():
+        raise MRError(f"trailing text after ')' at character {pos}")
+    return MR(function, tuple(slots))
+
+
+def in_precedence_order(attributes: tuple[str, ...]) -> bool:
+    """True when every attribute is known and they follow ATTRIBUTES' order."""
+    ranks = [_RANK.get(a, -1) for a in attributes]
+    return -1 not in ranks and all(a < b for a, b in zip(ranks, ranks[1:]))
+
+
+def _value_items(mr: MR) -> set[tuple[str, str]]:
+    # List values (genres[a, b]) count item by item; case and spacing do not matter.
+    items = set()
+    for attr, value in mr.slots:
+        for part in value.split(",") if value else [""]:
+            items.add((attr, _SPACE.sub(" ", part).strip().lower()))
+    return items
+
+
+def value_f1(predicted: MR, reference: MR) -> float:
+    """F1 of (attribute, value item) pairs between two MRs."""
+    p, r = _value_items(predicted), _value_items(reference)
+    if not p and not r:
+        return 1.0
+    hit = len(p & r)
+    return 0.0 if hit == 0 else 2 * hit / (len(p) + len(r))
+
+
+def _normal(text: str) -> str:
+    return _SPACE.sub(" ", text).strip()
+
+
+class ViggoChecker(Checker):
+    task = "viggo"
+    metrics = ("function", "attribute_set", "attribute_order", "correct_unordered", "exact", "value_f1")
+
+    def check(self, record: dict, completion: str) -> dict:
+        reference_text = reference_of(record)
+        try:
+            reference = parse_mr(reference_text)
+        except MRError as exc:
+            return self.reference_failure(record, f"reference MR: {exc}")
+        answer = completion.strip()
+        score = {"correct": False, "function": False, "attribute_set": False,
+                 "attribute_order": False, "correct_unordered": False,
+                 "exact": _normal(answer) == _normal(reference_text), "value_f1": 0.0}
+        try:
+            mr = parse_mr(answer)
+        except MRError as exc:
+            return {**score, "failure": "malformed", "reason": str(exc)}
+        function_ok = mr.function == reference.function
+        set_ok = set(mr.attributes) == set(reference.attributes) and len(set(mr.attributes)) == len(mr.attributes)
+        order_ok = in_precedence_order(mr.attributes)
+        score.update(function=function_ok, attribute_set=set_ok, attribute_order=order_ok,
+                     correct_unordered=function_ok and set_ok, value_f1=round(value_f1(mr, reference), 4))
+        score["correct"] = function_ok and set_ok and order_ok
+        if not function_ok:
+            known = "" if mr.function in FUNCTIONS else " (not a ViGGO function)"
+            score.update(failure="wrong_function", reason=f"{mr.function}{known} != {reference.function}")
+        elif not set_ok:
+            missing = sorted(set(reference.attributes) - set(mr.attributes))
+            extra = sorted(set(mr.attributes) - set(reference.attributes))
+            repeated = len(set(mr.attributes)) != len(mr.attributes)
+            reason = f"missing {missing}, extra {extra}" + (", repeated attribute" if repeated else "")
+            score.update(failure="wrong_attributes", reason=reason)
+        elif not order_ok:
+            score.update(failure="wrong_order", reason="attributes out of precedence order")
+        return score

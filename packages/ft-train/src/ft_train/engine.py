@@ -1,0 +1,228 @@
+"""The optimizer side of training: DeepSpeed ZeRO 1-3, or plain PyTorch for ZeRO-0.
+
+`Engine` gives the loop one small interface whatever the backend:
+backward(loss), step() (an optimizer step every grad_accum micro-steps),
+lr(), full_state_dict() (gathered from ZeRO-3 shards onto rank 0),
+save_state(dir, tag, extra) / load_state(dir, tag).
+
+ZeRO-0 is plain PyTorch: the model (DDP-wrapped when there are several
+workers) and torch.optim.AdamW (fused on GPU), bf16 autocast on GPU. No
+DeepSpeed engine in the way on one GPU, where it would only cost time.
+
+`--zero auto` (choose_zero) picks the fastest setting that fits in memory:
+training state per worker is about 16 bytes a parameter (fp32 weights 4,
+gradients 4, Adam moments 8) plus activations. In that order, the first that
+fits in 85% of one device's memory wins: ZeRO-0 (all of it on every worker),
+ZeRO-2 (gradients and optimizer state split over workers), ZeRO-3 (weights
+too), ZeRO-3 + optimizer offload to CPU, ZeRO-3 + offload of everything.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import torch
+
+
+def device_memory(device: torch.device) -> int:
+    """Bytes one worker may use: the GPU's memory, or on CPU the machine's RAM shared by the workers."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        pages = 16 << 30
+    return pages
+
+
+def choose_zero(n_params: int, activation_bytes: int, world: int, memory: int, on_cpu: bool) -> tuple[int, str]:
+    """(zero stage, offload) for `--zero auto`: the fastest setting whose estimate fits (see module doc)."""
+    budget = 0.85 * memory / (world if on_cpu else 1)
+    weights, grads, adam = 4 * n_params, 4 * n_params, 8 * n_params
+    options = [
+        (0, "none", weights + grads + adam),
+        (2, "none", weights + (grads + adam) / world),
+        (3, "none", (weights + grads + adam) / world),
+        (3, "optimizer", (weights + grads) / world),
+        (3, "all", 0),
+    ]
+    for stage, offload, state in options:
+        if stage in (2, 3) and world == 1 and offload == "none":
+            continue  # splitting over one worker saves nothing
+        if state + activation_bytes <= budget:
+            return stage, offload
+    return 3, "all"
+
+
+def activation_estimate(config, tokens_per_step: int, bf16: bool, checkpointing: bool) -> int:
+    """A rough upper bound of activation memory for one micro-batch."""
+    hidden = getattr(config, "hidden_size", 1024)
+    layers = getattr(config, "num_hidden_layers", 24)
+    vocab = getattr(config, "vocab_size", 50000)
+    per_layer = tokens_per_step * hidden * (2 if bf16 else 4) * (2 if checkpointing else 18)
+    logits = tokens_per_step * vocab * 4 * 3  # logits, their fp32 copy for the loss, the gradient
+    return layers * per_layer + logits
+
+
+def _lr_lambda(total_steps: int, warmup_steps: int):
+    def f(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return f
+
+
+def deep_update(base: dict, override: dict) -> dict:
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            deep_update(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def deepspeed_config(cfg, stage: int, offload: str, bf16: bool) -> dict:
+    zero: dict = {"stage": stage}
+    if stage == 3:
+        zero.update({
+            "stage3_gather_16bit_weights_on_model_save": True,  # else save_16bit_model writes nothing
+            "overlap_comm": True,
+            "contiguous_gradients": True,
+        })
+    if offload in ("optimizer", "all"):
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": torch.cuda.is_available()}
+    if offload == "all" and stage == 3:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": torch.cuda.is_available()}
+    ds = {
+        "train_micro_batch_size_per_gpu": cfg.batch_size,
+        "gradient_accumulation_steps": cfg.grad_accum,
+        "gradient_clipping": cfg.grad_clip,
+        "zero_optimization": zero,
+        "bf16": {"enabled": bf16},
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 1 << 30,
+        "wall_clock_breakdown": False,
+    }
+    if offload in ("optimizer", "all"):
+        # DeepSpeed builds its CPU Adam for an offloaded optimizer (cpu_adam op).
+        ds["optimizer"] = {"type": "AdamW", "params": {
+            "lr": cfg.lr, "betas": list(cfg.betas), "weight_decay": cfg.weight_decay}}
+    if cfg.ds_config:
+        deep_update(ds, json.loads(Path(cfg.ds_config).read_text()))
+    return ds
+
+
+class Engine:
+    """One interface over a DeepSpeed engine or a plain PyTorch model + optimizer."""
+
+    def __init__(self, model, cfg, stage: int, offload: str, device: torch.device, world: int,
+                 total_steps: int, bf16: bool):
+        self.stage, self.offload, self.device, self.world, self.bf16 = stage, offload, device, world, bf16
+        self.cfg = cfg
+        self.micro = 0
+        warmup = max(1, int(cfg.warmup * total_steps))
+        lr_lambda = _lr_lambda(total_steps, warmup)
+        self.use_deepspeed = stage > 0 or bool(cfg.ds_config)
+        if self.use_deepspeed:
+            import deepspeed
+
+            ds = deepspeed_config(cfg, stage, offload, bf16)
+            optimizer = None
+            if "optimizer" not in ds:
+                optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas,
+                                              weight_decay=cfg.weight_decay, fused=device.type == "cuda")
+            self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+                model=model, optimizer=optimizer, config=ds,
+                model_parameters=model.parameters() if optimizer is None else None,
+                lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda),
+            )
+            self.module = self.engine.module
+            self.forward_model = self.engine
+        else:
+            model.to(device)
+            self.module = model
+            self.forward_model = model
+            if world > 1:
+                from torch.nn.parallel import DistributedDataParallel
+
+                self.forward_model = DistributedDataParallel(
+                    model, device_ids=[device.index] if device.type == "cuda" else None)
+            if cfg.compile and device.type == "cuda":
+                self.forward_model = torch.compile(self.forward_model)
+            self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas,
+                                               weight_decay=cfg.weight_decay, fused=device.type == "cuda")
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda)
+
+    def train(self, mode: bool = True) -> None:
+        self.forward_model.train(mode)
+
+    def autocast(self):
+        # DeepSpeed bf16 keeps bf16 weights itself; plain PyTorch uses autocast over fp32 weights.
+        enabled = self.bf16 and not self.use_deepspeed
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def no_sync(self, last_micro: bool):
+        import contextlib
+
+        if not self.use_deepspeed and self.world > 1 and not last_micro:
+            return self.forward_model.no_sync()
+        return contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        if self.use_deepspeed:
+            self.engine.backward(loss)
+        else:
+            (loss / self.cfg.grad_accum).backward()
+
+    def step(self) -> bool:
+        """Called after every micro-step; returns True when an optimizer step happened."""
+        self.micro += 1
+        boundary = self.micro % self.cfg.grad_accum == 0
+        if self.use_deepspeed:
+            self.engine.step()  # DeepSpeed counts micro-steps and steps at the boundary
+            return boundary
+        if boundary:
+            if self.cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.cfg.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        return boundary
+
+    def lr(self) -> float:
+        return self.scheduler.get_last_lr()[0]
+
+    def full_state_dict(self) -> dict | None:
+        """The whole model's weights on rank 0 (None elsewhere). Call on every rank."""
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        if self.use_deepspeed and self.stage == 3:
+            return self.engine._zero3_consolidated_16bit_state_dict()
+        if rank != 0:
+            return None
+        return {k: v.detach().cpu() for k, v in self.module.state_dict().items()}
+
+    def save_state(self, folder: Path, tag: str, extra: dict) -> None:
+        """The full training state (every rank calls this); `extra` holds the loop's own state."""
+        if self.use_deepspeed:
+            self.engine.save_checkpoint(str(folder), tag=tag, client_state=extra, save_latest=False)
+            return
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        if rank == 0:
+            (folder / tag).mkdir(parents=True, exist_ok=True)
+            torch.save({"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+                        "scheduler": self.scheduler.state_dict(), "extra": extra}, folder / tag / "state.pt")
+
+    def load_state(self, folder: Path, tag: str) -> dict:
+        if self.use_deepspeed:
+            _, extra = self.engine.load_checkpoint(str(folder), tag=tag)
+            return extra or {}
+        state = torch.load(folder / tag / "state.pt", map_location=self.device, weights_only=False)
+        self.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        return state["extra"]

@@ -1,0 +1,44 @@
+"""The learning curve: training loss per step and validation perplexity per epoch (curve.png)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ft_common.atomic import atomic_write
+
+
+def read_metrics(path: Path) -> tuple[list[dict], list[dict]]:
+    steps, epochs = [], []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                m = json.loads(line)
+                (epochs if "val_ppl" in m else steps).append(m)
+    return steps, epochs
+
+
+def plot_curve(metrics_path: Path, out_png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps, epochs = read_metrics(metrics_path)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    if steps:
+        ax1.plot([m["step"] for m in steps], [m["loss"] for m in steps], label="train loss (per step)")
+    if epochs:
+        ax1.plot([m["step"] for m in epochs], [m["train_loss"] for m in epochs], "o-", label="train loss (epoch mean)")
+        ax2.plot([m["epoch"] for m in epochs], [m["val_ppl"] for m in epochs], "o-", color="C1")
+    ax1.set_xlabel("optimizer step")
+    ax1.set_ylabel("loss")
+    ax1.legend()
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("validation perplexity")
+    ax2.set_yscale("log")
+    fig.suptitle("ft-train learning curve")
+    fig.tight_layout()
+    with atomic_write(out_png, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=100)
+    plt.close(fig)

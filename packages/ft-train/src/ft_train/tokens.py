@@ -1,0 +1,89 @@
+"""Special tokens: add the task's markers to the tokenizer, check them, grow the embeddings.
+
+The tokens come from the records' `special_tokens` (or `--special-tokens FILE`,
+one per line) and are added with special_tokens=True, so the tokenizer never
+splits them. Checks, before any training: each maps to exactly one id, and
+tokenising prompt and target apart gives the same ids as tokenising them
+together (what ft-infer feeds the model is the prompt alone) and decodes back
+to the text. New embedding rows start at the mean of the old rows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ft_common.errors import InputError
+from ft_common.records import record_id
+from ft_common.tasks import END_A
+
+
+def tokens_from_records(records: list[dict]) -> list[str]:
+    """The union of the records' special_tokens, in first-seen order."""
+    seen: dict[str, None] = {}
+    for r in records:
+        for tok in r.get("special_tokens") or []:
+            seen.setdefault(str(tok), None)
+    return list(seen)
+
+
+def tokens_from_file(path: str) -> list[str]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read special tokens ({exc.strerror})") from None
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def stop_token(records: list[dict], special: list[str]) -> str | None:
+    """The records' first stop string; else <END_A> when it is among the special tokens."""
+    for r in records:
+        stops = r.get("stop")
+        if stops:
+            return stops[0] if isinstance(stops, list) else str(stops)
+    return END_A if END_A in special else None
+
+
+def add_tokens(tokenizer, special: list[str]) -> int:
+    """Add the tokens (special_tokens=True); a pad token too when there is none. Returns how many were new."""
+    added = 0
+    if special:
+        added = tokenizer.add_special_tokens({"extra_special_tokens": special}, replace_extra_special_tokens=False)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return added
+
+
+def check_tokens(tokenizer, special: list[str], records: list[dict], name: str, limit: int | None = None) -> None:
+    """Raise InputError unless each token is one id and prompt+target round-trips."""
+    for tok in special:
+        ids = tokenizer.encode(tok, add_special_tokens=False)
+        if len(ids) != 1:
+            raise InputError(f"special token {tok!r} maps to {len(ids)} ids {ids}, not exactly one")
+    for i, r in enumerate(records[:limit] if limit else records):
+        text = r["prompt"] + r["target"]
+        joined = tokenizer.encode(text, add_special_tokens=False)
+        apart = tokenizer.encode(r["prompt"], add_special_tokens=False) + tokenizer.encode(r["target"], add_special_tokens=False)
+        if joined != apart:
+            raise InputError(
+                f"{name}: record {record_id(r, i)}: prompt and target tokenise differently apart and together "
+                "(end the prompt with a special token, e.g. <START_A>)"
+            )
+        back = tokenizer.decode(joined, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        if back != text:
+            raise InputError(f"{name}: record {record_id(r, i)}: tokenising does not round-trip: {back[:60]!r}")
+
+
+def resize_embeddings(model, vocab_size: int) -> None:
+    """Grow the input (and untied output) embeddings to vocab_size; new rows = mean of the old rows."""
+    import torch
+
+    old = model.get_input_embeddings().weight.shape[0]
+    if vocab_size <= old:
+        return
+    model.resize_token_embeddings(vocab_size, mean_resizing=False)
+    with torch.no_grad():
+        emb = model.get_input_embeddings().weight
+        emb[old:] = emb[:old].mean(dim=0, keepdim=True)
+        out = model.get_output_embeddings()
+        if out is not None and out.weight.data_ptr() != emb.data_ptr():
+            out.weight[old:] = out.weight[:old].mean(dim=0, keepdim=True)
