@@ -43,6 +43,24 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def folder_fingerprint(folder: str | os.PathLike) -> str:
+    """A sha256 naming a model folder's contents: its config and weight files, by name and content.
+
+    Tokenizer files and notes are left out, so a folder re-saved with another
+    tokenizer layout keeps its fingerprint only if its weights are the same.
+    """
+    folder = Path(folder)
+    digest = hashlib.sha256()
+    names = sorted(p.name for p in folder.iterdir()
+                   if p.is_file() and (p.name == "config.json" or p.suffix in WEIGHT_SUFFIXES))
+    for name in names:
+        digest.update(f"{name}\0{file_sha256(folder / name)}\n".encode())
+    return digest.hexdigest()
+
+
 def resolve_model(spec: str, quiet: bool = False) -> ResolvedModel:
     """Turn `-m SPEC` into something transformers can load without GGUF handling."""
     path = Path(spec).expanduser()

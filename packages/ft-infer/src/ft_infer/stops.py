@@ -47,10 +47,11 @@ def plan_stops(tokenizer, stops: Sequence[str], eos: Iterable[int]) -> StopPlan:
 
 
 def finish(tokenizer, generated: Sequence[int], plan: StopPlan, prompt_tokens: int,
-           max_new_tokens: int, engine_reason: str | None = None) -> Result:
+           engine_reason: str | None = None) -> Result:
     """The Result for one sequence of generated ids (which may run past its stop).
 
-    `engine_reason` is the engine's own finish reason where it has one (vLLM).
+    finish_reason is "stop" when a stop token or string ended it (or the engine
+    says so: vLLM's `engine_reason`), else "length".
     """
     ids = list(generated)
     stopped = False
@@ -65,5 +66,4 @@ def finish(tokenizer, generated: Sequence[int], plan: StopPlan, prompt_tokens: i
     cut = cut_at_stop(text, plan.all_strings)
     if len(cut) < len(text) or engine_reason == "stop":
         stopped = True
-    reason = "stop" if stopped or count < max_new_tokens else "length"
-    return Result(cut, reason, prompt_tokens, count)
+    return Result(cut, "stop" if stopped else "length", prompt_tokens, count)

@@ -27,6 +27,8 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 
+from ft_common.errors import FtError
+
 # Query outcome classes (besides success).
 UNPARSABLE, EXECUTION_ERROR, TIMEOUT = "unparsable", "execution_error", "timeout"
 
@@ -91,7 +93,8 @@ def memory_db(tables: dict, limits: Limits = Limits()) -> sqlite3.Connection:
 
     `tables` is `{table: {"columns": [[name, type], ...], "rows": [[v, ...], ...]}}`.
     """
-    conn = sqlite3.connect(":memory:", check_same_thread=False)
+    conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+    conn.execute("BEGIN")  # one transaction for the whole load
     for table, spec in tables.items():
         columns = spec["columns"]
         cols = ", ".join(f"{_quote(name)} {ctype or ''}".strip() for name, ctype in columns)
@@ -99,6 +102,7 @@ def memory_db(tables: dict, limits: Limits = Limits()) -> sqlite3.Connection:
         if spec.get("rows"):
             marks = ", ".join("?" * len(columns))
             conn.executemany(f"INSERT INTO {_quote(table)} VALUES ({marks})", spec["rows"])
+    conn.execute("COMMIT")
     return _lock_down(conn, limits)
 
 
@@ -129,6 +133,15 @@ def run_sqlite(conn: sqlite3.Connection, sql: str, limits: Limits = Limits()) ->
 # ---------------------------------------------------------------- sqlglot's Python executor
 
 
+def is_statement(tree) -> bool:
+    """Whether a sqlglot tree is a whole SQL statement (a query, DML, DDL or a command)."""
+    from sqlglot import exp
+
+    kinds = ("Query", "Insert", "Update", "Delete", "Merge", "Create", "Drop", "Alter", "Command",
+             "Pragma", "Attach", "Detach", "Transaction", "Commit", "Rollback", "Use", "Set")
+    return isinstance(tree, tuple(getattr(exp, k) for k in kinds if hasattr(exp, k)))
+
+
 class _Deadline(Exception):
     pass
 
@@ -151,7 +164,9 @@ def _sqlglot_query(sql: str, tables: dict, schema: dict, limits: Limits) -> tupl
         except sqlglot.errors.ParseError as exc:
             return (None, UNPARSABLE, str(exc).splitlines()[0])
         if not isinstance(expression, sqlglot.exp.Query):
-            return (None, EXECUTION_ERROR, f"denied by the sandbox (not a query: {expression.key})")
+            if is_statement(expression):
+                return (None, EXECUTION_ERROR, f"denied by the sandbox (not a query: {expression.key})")
+            return (None, UNPARSABLE, "not a SQL statement")
         result = execute(expression, schema=schema, tables=tables)
         if len(result.rows) > limits.max_rows:
             return (None, EXECUTION_ERROR, f"more than {limits.max_rows} result rows")
@@ -163,7 +178,13 @@ def _sqlglot_query(sql: str, tables: dict, schema: dict, limits: Limits) -> tupl
     except RecursionError:
         return (None, EXECUTION_ERROR, "query nested too deeply")
     except Exception as exc:  # the executor's own errors, unsupported features
-        return (None, EXECUTION_ERROR, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, _Deadline):
+            return (None, TIMEOUT, f"over {limits.timeout:g}s")
+        if isinstance(cause, MemoryError):
+            return (None, EXECUTION_ERROR, f"over the {limits.memory_mb} MB memory limit")
+        message = str(exc).strip() or type(cause).__name__
+        return (None, EXECUTION_ERROR, f"{type(exc).__name__}: {message.splitlines()[0]}")
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
 
@@ -214,10 +235,13 @@ class PythonExecutor:
         self._proc.start()
         child.close()
         self._conn = parent
-        ready = parent.poll(60) and parent.recv() == "ready"
+        try:
+            ready = parent.poll(60) and parent.recv() == "ready"
+        except (EOFError, OSError):
+            ready = False
         if not ready:
             self._stop(kill=True)
-            raise RuntimeError("the sqlglot executor worker did not start")
+            raise FtError("the sqlglot executor worker did not start")
 
     def run(self, sql: str, tables: dict, schema: dict) -> QueryResult:
         if self._proc is None or not self._proc.is_alive():

@@ -123,9 +123,9 @@ def _confusion_lines(table: dict[str, dict[str, int]], max_classes: int = 12) ->
     labels = list(table)[:max_classes]
     predicted = sorted({p for row in table.values() for p in row})[:max_classes]
     width = max([len(x) for x in labels + predicted] + [5])
-    header = " " * (width + 2) + " ".join(p[:width].rjust(width) for p in predicted)
+    header = " " * (width + 3) + " ".join(p[:width].rjust(width) for p in predicted)
     lines = [header]
     for label in labels:
         cells = " ".join(str(table[label].get(p, 0)).rjust(width) for p in predicted)
-        lines.append(f"  {label[:width].ljust(width)}{cells}")
+        lines.append(f"  {label[:width].ljust(width)} {cells}")
     return lines

@@ -3,22 +3,24 @@
     inform(name[Dirt: Showdown], genres[driving/racing, sport], has_mac_release[no])
 
 A completion is correct when (1) its function is the reference's, (2) its set of
-attributes is the reference's and (3) its attributes follow the fixed
-precedence order (`ft_common.tasks.viggo.ATTRIBUTES`). Values are not part of
-that rule; they are measured separately as attribute-value F1, and exact match
+attributes is the reference's and (3) its attributes come in the dataset's
+fixed precedence order. ViGGO's references are all written in one consistent
+order, so (3) is checked against the reference: the attributes both MRs share
+must appear in the reference's relative order. Values are not part of that
+rule; they are measured separately as attribute-value F1, and exact match
 compares the whole MR.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
-from ft_common.tasks.viggo import ATTRIBUTES, FUNCTIONS
+from ft_common.tasks.viggo import FUNCTIONS
 
 from ft_score.base import Checker, reference_of
 
-_RANK = {name: i for i, name in enumerate(ATTRIBUTES)}
 _FUNC = re.compile(r"\s*([A-Za-z_]\w*)\s*\(")
 _ATTR = re.compile(r"\s*([A-Za-z_]\w*)\s*\[")
 _SPACE = re.compile(r"\s+")
@@ -38,6 +40,24 @@ class MR:
         return tuple(a for a, _ in self.slots)
 
 
+def _closing_bracket(text: str, start: int) -> int:
+    """Index of the ']' closing a '[' opened just before `start` (nesting allowed), or -1."""
+    close = text.find("]", start)
+    if close < 0 or text.find("[", start, close) < 0:
+        return close  # the common case: no brackets inside the value
+    depth = 1
+    for pos in range(start, len(text)):
+        ch = text[pos]
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+            if depth == 0:
+                return pos
+    return -1
+
+
+@functools.lru_cache(maxsize=4096)  # references repeat, and correct completions equal them
 def parse_mr(text: str) -> MR:
     """Parse `function(attr[value], ...)`; raise MRError with a reason when malformed.
 
@@ -60,17 +80,8 @@ def parse_mr(text: str) -> MR:
         if not attr:
             raise MRError(f"expected attribute[value] at character {pos}")
         start = pos = attr.end()
-        depth = 1
-        while pos < n:
-            ch = text[pos]
-            if ch == "[":
-                depth += 1
-            elif ch == "]":
-                depth -= 1
-                if depth == 0:
-                    break
-            pos += 1
-        if depth:
+        pos = _closing_bracket(text, start)
+        if pos < 0:
             raise MRError(f"unclosed '[' after {attr.group(1)}")
         slots.append((attr.group(1), text[start:pos].strip()))
         pos += 1
@@ -88,10 +99,10 @@ def parse_mr(text: str) -> MR:
     return MR(function, tuple(slots))
 
 
-def in_precedence_order(attributes: tuple[str, ...]) -> bool:
-    """True when every attribute is known and they follow ATTRIBUTES' order."""
-    ranks = [_RANK.get(a, -1) for a in attributes]
-    return -1 not in ranks and all(a < b for a, b in zip(ranks, ranks[1:]))
+def same_order(attributes: tuple[str, ...], reference: tuple[str, ...]) -> bool:
+    """True when the attributes both sequences share come in the reference's relative order."""
+    shared = set(attributes) & set(reference)
+    return [a for a in attributes if a in shared] == [a for a in reference if a in shared]
 
 
 def _value_items(mr: MR) -> set[tuple[str, str]]:
@@ -136,7 +147,7 @@ class ViggoChecker(Checker):
             return {**score, "failure": "malformed", "reason": str(exc)}
         function_ok = mr.function == reference.function
         set_ok = set(mr.attributes) == set(reference.attributes) and len(set(mr.attributes)) == len(mr.attributes)
-        order_ok = in_precedence_order(mr.attributes)
+        order_ok = same_order(mr.attributes, reference.attributes)
         score.update(function=function_ok, attribute_set=set_ok, attribute_order=order_ok,
                      correct_unordered=function_ok and set_ok, value_f1=round(value_f1(mr, reference), 4))
         score["correct"] = function_ok and set_ok and order_ok
@@ -150,5 +161,5 @@ class ViggoChecker(Checker):
             reason = f"missing {missing}, extra {extra}" + (", repeated attribute" if repeated else "")
             score.update(failure="wrong_attributes", reason=reason)
         elif not order_ok:
-            score.update(failure="wrong_order", reason="attributes out of precedence order")
+            score.update(failure="wrong_order", reason="attributes not in the reference's order")
         return score

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import threading
 from pathlib import Path
 
 from ft_common.atomic import atomic_dir, atomic_write, point_link
@@ -51,6 +52,40 @@ def write_hf_checkpoint(folder: Path, model, state_dict: dict, tokenizer, stop_i
         gen.save_pretrained(tmp)
         (tmp / "ft-train.json").write_text(json.dumps(manifest, indent=2) + "\n")
         (tmp / "ft-train-config.json").write_text(json.dumps(config_dict, indent=2) + "\n")
+        for f in tmp.iterdir():  # some writers create private (0600) files; a checkpoint is for sharing
+            f.chmod(0o644)
+
+
+class BackgroundWriter:
+    """Runs one write at a time on a thread, so training goes on while a checkpoint is written.
+
+    submit() waits for the previous write first; join() waits for the last and
+    re-raises its error, if any.
+    """
+
+    def __init__(self):
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, fn, *args) -> None:
+        self.join()
+
+        def run():
+            try:
+                fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - handed to join()
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="ft-train-checkpoint", daemon=False)
+        self._thread.start()
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 def point_best(out_dir: Path, epoch: int) -> None:

@@ -58,7 +58,9 @@ class TrainConfig:
     keep: int = 2  # keep the K newest epoch checkpoints (the best is always kept)
     stop_perplexity: float | None = None  # stop once validation perplexity is at or below this
     patience: int | None = None  # stop after this many epochs without a better validation perplexity
-    save_every: int = 0  # also save the full training state every N optimizer steps (0: each epoch only)
+    save_all: bool = False  # write every epoch's checkpoint (default: only a better one, and the last)
+    save_minutes: float = 10.0  # save the full training state (for --resume) when this long has passed since the last
+    save_every: int = 0  # also save the full training state every N optimizer steps (0: off)
     resume: bool = False  # continue from OUT_DIR/state (same workers and ZeRO stage)
     log_every: int = 10  # write a metrics.jsonl line every N optimizer steps
     quiet: bool = False  # no progress line

@@ -11,7 +11,8 @@ Three layouts (`--layout`):
 - pad: every record padded to ctx_len (the case study's recipe, for comparison).
 
 Labels are shifted here (labels[i] is the token to predict at position i, or
--100), so the loss is a plain cross-entropy over the logits.
+-100), and a batch lists the positions that have one, so the model computes
+logits (and the loss) only there.
 
 Every worker gets the same number of batches (ZeRO-3 ranks must run the same
 number of forward passes): short shards are filled with copies of real batches
@@ -153,12 +154,14 @@ def shard(batches: list, rank: int, world: int, multiple: int = 1) -> list[tuple
     return mine
 
 
-def collate(batch: list[list[dict]], layout: str, ctx_len: int, pad_id: int, real: bool = True):
-    """Tensors for one batch: input_ids, labels, position_ids (and attention_mask for padded layouts).
+def collate(batch: list[list[dict]], layout: str, ctx_len: int, pad_id: int, real: bool = True) -> dict:
+    """Tensors for one batch: input_ids, position_ids (and attention_mask for padded layouts),
+    and the loss as loss_index (flat positions that have a label) and loss_labels.
 
     Packed rows use position ids that restart at each record and no attention
-    mask, which gives each record its own causal block. A batch with real=False
-    keeps its tokens but has every label ignored.
+    mask, which gives each record its own causal block. Listing the loss
+    positions here, on the host, lets the model compute logits only there,
+    with no device-to-host sync. A batch with real=False has no loss positions.
     """
     import torch
 
@@ -170,22 +173,26 @@ def collate(batch: list[list[dict]], layout: str, ctx_len: int, pad_id: int, rea
         width = max(len(seq[0]["ids"]) for seq in batch)
     n = len(batch)
     ids = torch.full((n, width), pad_id, dtype=torch.long)
-    labels = torch.full((n, width), IGNORE, dtype=torch.long)
     pos = torch.zeros((n, width), dtype=torch.long)
     mask = torch.zeros((n, width), dtype=torch.long)
+    index, labels = [], []
     for b, seq in enumerate(batch):
         at = 0
         for r in seq:
             k = len(r["ids"])
             ids[b, at:at + k] = torch.tensor(r["ids"])
-            if real:
-                labels[b, at:at + k] = torch.tensor(r["labels"])
             pos[b, at:at + k] = torch.arange(k)
             mask[b, at:at + k] = 1
+            if real:
+                for i, y in enumerate(r["labels"]):
+                    if y != IGNORE:
+                        index.append(b * width + at + i)
+                        labels.append(y)
             at += k
         if layout == "pack" and at < width:
-            pos[b, at:] = torch.arange(width - at)  # the padded tail is its own (ignored) block
-    out = {"input_ids": ids, "labels": labels, "position_ids": pos}
+            pos[b, at:] = torch.arange(width - at)  # the padded tail is its own (unused) block
+    out = {"input_ids": ids, "position_ids": pos,
+           "loss_index": torch.tensor(index, dtype=torch.long), "loss_labels": torch.tensor(labels, dtype=torch.long)}
     if layout != "pack":
         out["attention_mask"] = mask
     return out

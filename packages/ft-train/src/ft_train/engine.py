@@ -197,14 +197,18 @@ class Engine:
     def lr(self) -> float:
         return self.scheduler.get_last_lr()[0]
 
-    def full_state_dict(self) -> dict | None:
-        """The whole model's weights on rank 0 (None elsewhere). Call on every rank."""
+    def full_state_dict(self, dtype: torch.dtype | None = None) -> dict | None:
+        """The whole model's weights on rank 0, in the CPU memory (None elsewhere). Call on every rank."""
         rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
         if self.use_deepspeed and self.stage == 3:
-            return self.engine._zero3_consolidated_16bit_state_dict()
-        if rank != 0:
+            state = self.engine._zero3_consolidated_16bit_state_dict()
+        elif rank == 0:
+            state = self.module.state_dict()
+        else:
+            state = None
+        if state is None:
             return None
-        return {k: v.detach().cpu() for k, v in self.module.state_dict().items()}
+        return {k: v.detach().to(dtype=dtype or v.dtype).cpu() for k, v in state.items()}
 
     def save_state(self, folder: Path, tag: str, extra: dict) -> None:
         """The full training state (every rank calls this); `extra` holds the loop's own state."""

@@ -9,7 +9,12 @@ Our own decode loop over a KV cache rather than `model.generate`, so that
 - the prefill keeps only the last position's logits (no [batch, len, vocab]);
 - on a GPU the "all stopped?" check reads a flag copied one step earlier, so
   the CPU keeps queueing work instead of waiting for each step (at most one
-  step more than needed).
+  step more than needed);
+- optionally (`static_cache`) a preallocated KV cache with fixed shapes, and
+  (`compile`) the decode step compiled with torch.compile "reduce-overhead"
+  (CUDA graphs): fewer kernel launches per token for small models on a GPU,
+  paid for by a compile per batch shape (prompt widths are rounded up to 64
+  to keep the number of shapes small). Worth it for long runs.
 
 Requests are grouped by stop strings and sorted by prompt length before they
 are cut into batches of `batch_size`, so batches hold prompts of similar length.
@@ -44,15 +49,18 @@ def resolve_dtype(dtype: str, device: str):
 class HFEngine:
     name = "hf"
 
-    def __init__(self, model: str, options: GenerationOptions = GenerationOptions(), *,
+    def __init__(self, model: str, options: GenerationOptions | None = None, *,
                  batch_size: int | None = None, device: str | None = None, dtype: str = "auto",
-                 quiet: bool = False):
+                 static_cache: bool = False, compile: bool = False, quiet: bool = False):
         self.model_name = model
-        self.options = options
+        self.options = options or GenerationOptions()
         self.device_name = device
         self.dtype_name = dtype
         self.batch_size = batch_size
+        self.static_cache = static_cache or compile
+        self.compile = compile
         self.quiet = quiet
+        self._cache = None  # the static cache, reused while batches keep its shape
         self.model = None  # loaded on the first generate() call
         self.tokenizer = None
 
@@ -61,8 +69,10 @@ class HFEngine:
         if self.model is not None:
             return
         import torch
+        import transformers
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        transformers.utils.logging.disable_progress_bar()  # no "Loading weights" bar in a pipe
         resolved = resolve_model(self.model_name, quiet=self.quiet)
         device = self.device_name or default_device()
         dtype = resolve_dtype(self.dtype_name, device)
@@ -77,18 +87,25 @@ class HFEngine:
         self.eos = eos_ids(tokenizer, model.generation_config)
         self.tokenizer, self.model, self.device = tokenizer, model, torch.device(device)
         if self.batch_size is None:
-            self.batch_size = 256 if self.device.type == "cuda" else 32
+            self.batch_size = 512 if self.device.type == "cuda" else 32
+        self.forward = model.forward
+        if self.compile:
+            self.forward = torch.compile(model.forward, mode="reduce-overhead", dynamic=False)
         log(f"ft-infer: hf engine: {self.model_name} on {device} ({str(dtype).removeprefix('torch.')})", self.quiet)
 
     # -- prompts ---------------------------------------------------------------------------
     def encode(self, request: Request) -> list[int]:
         tok = self.tokenizer
         if not request.is_chat:
-            return tok(request.prompt, add_special_tokens=True)["input_ids"]
-        if not getattr(tok, "chat_template", None):
+            ids = tok(request.prompt, add_special_tokens=True)["input_ids"]
+        elif not getattr(tok, "chat_template", None):
             raise InputError(f"record {request.id}: chat messages, but {self.model_name} has no chat template")
-        text = tok.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
-        return tok(text, add_special_tokens=False)["input_ids"]
+        else:
+            text = tok.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise InputError(f"record {request.id}: the prompt is empty (no tokens to continue)")
+        return ids
 
     # -- generation ------------------------------------------------------------------------
     def generate(self, requests: list[Request]) -> list[Result]:
@@ -109,8 +126,7 @@ class HFEngine:
             plan = plan_stops(self.tokenizer, stop, self.eos)
             outputs = self.decode([encoded[i] for i in batch], plan)
             for i, generated in zip(batch, outputs, strict=True):
-                results[i] = finish(self.tokenizer, generated, plan, len(encoded[i]),
-                                    self.options.max_new_tokens)
+                results[i] = finish(self.tokenizer, generated, plan, len(encoded[i]))
             start = end
         return results  # type: ignore[return-value]
 
@@ -124,6 +140,8 @@ class HFEngine:
         n, width, new = len(prompts), max(len(p) for p in prompts), opts.max_new_tokens
         if new <= 0:
             return [[] for _ in prompts]
+        if self.compile:
+            width = -(-width // 64) * 64  # fewer distinct shapes, fewer compiles
         ids = torch.full((n, width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((n, width + new), dtype=torch.long)
         for row, prompt in enumerate(prompts):
@@ -141,10 +159,13 @@ class HFEngine:
         lengths = torch.zeros(n, dtype=torch.long, device=device)
         done = torch.zeros(n, dtype=torch.bool, device=device)
         flag = _DoneFlag(device)
-        cache = DynamicCache(config=model.config)
+        static = self.static_cache
+        extra = {"cache_position": torch.arange(width, device=device)} if static else {}
         with torch.inference_mode():
-            logits = model(input_ids=ids, attention_mask=mask[:, :width], position_ids=positions,
-                           past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+            cache = self._static(n, width + new) if static else DynamicCache(config=model.config)
+            logits = model(input_ids=ids, attention_mask=mask if static else mask[:, :width],
+                           position_ids=positions, past_key_values=cache, use_cache=True,
+                           logits_to_keep=1, **extra).logits[:, -1]
             position = positions[:, -1:]
             steps = 0
             for step in range(new):
@@ -161,10 +182,26 @@ class HFEngine:
                     break
                 position = position + 1
                 mask[:, width + step] = 1
-                logits = model(input_ids=token[:, None], attention_mask=mask[:, : width + step + 1],
-                               position_ids=position, past_key_values=cache, use_cache=True).logits[:, -1]
+                if static:  # fixed shapes: the whole mask, the cache slot to fill
+                    extra["cache_position"] = torch.full((1,), width + step, dtype=torch.long, device=device)
+                    logits = self.forward(input_ids=token[:, None], attention_mask=mask, position_ids=position,
+                                          past_key_values=cache, use_cache=True, **extra).logits[:, -1]
+                else:
+                    logits = model(input_ids=token[:, None], attention_mask=mask[:, : width + step + 1],
+                                   position_ids=position, past_key_values=cache, use_cache=True).logits[:, -1]
         rows = generated[:, :steps].tolist()
         return [row[:length] for row, length in zip(rows, lengths.tolist(), strict=True)]
+
+    def _static(self, batch: int, length: int):
+        """A StaticCache for (batch, length), reused (and reset) while the shape stays the same."""
+        from transformers import StaticCache
+
+        if self._cache is None or self._cache_shape != (batch, length):
+            self._cache = StaticCache(config=self.model.config, max_cache_len=length)
+            self._cache_shape = (batch, length)
+        else:
+            self._cache.reset()
+        return self._cache
 
 
 def _pick(logits, opts: GenerationOptions, generator):

@@ -37,11 +37,11 @@ def sampling_params(vllm, options: GenerationOptions, plan: StopPlan):
 class VLLMEngine:
     name = "vllm"
 
-    def __init__(self, model: str, options: GenerationOptions = GenerationOptions(), *,
+    def __init__(self, model: str, options: GenerationOptions | None = None, *,
                  dtype: str = "auto", tensor_parallel_size: int = 1,
                  gpu_memory_utilization: float = 0.85, quiet: bool = False, llm_kwargs: dict | None = None):
         self.model_name = model
-        self.options = options
+        self.options = options or GenerationOptions()
         self.dtype = dtype
         self.tensor_parallel_size = tensor_parallel_size
         self.gpu_memory_utilization = gpu_memory_utilization
@@ -98,6 +98,5 @@ class VLLMEngine:
             plan = plans[request.stop][0]
             sample = output.outputs[0]
             results.append(finish(self.tokenizer, list(sample.token_ids), plan,
-                                  len(prompt["prompt_token_ids"]), self.options.max_new_tokens,
-                                  engine_reason=sample.finish_reason))
+                                  len(prompt["prompt_token_ids"]), engine_reason=sample.finish_reason))
         return results

@@ -1,0 +1,225 @@
+"""The driver: check and tokenise the data, then run the loop on Ray Train workers.
+
+Everything that can fail on bad input (a malformed line, a record without
+prompt/target, a special token that is not one id) fails here, before Ray
+starts. The workers get token ids (through Ray's object store, so this works
+on a multi-node cluster too) and write to OUT_DIR, which on several nodes must
+be a shared filesystem.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ft_common.errors import FtError, InputError, UsageError
+from ft_common.models import folder_fingerprint, resolve_model
+from ft_common.progress import Progress, log
+
+from ft_train import checkpoint, manifest
+from ft_train.config import TrainConfig
+from ft_train.data import (
+    DataFile,
+    count_tokens,
+    make_batches,
+    read_data_file,
+    shard,
+    tokenize_records,
+)
+from ft_train.tokens import (
+    add_tokens,
+    check_tokens,
+    stop_token,
+    tokens_from_file,
+    tokens_from_records,
+)
+
+
+@dataclass
+class Prepared:
+    """What the driver hands the workers, and what it tells the user."""
+
+    payload: dict
+    steps_per_epoch: int
+    summary: str
+
+
+def prepare(cfg: TrainConfig, special_tokens_file: str | None = None) -> Prepared:
+    """Read, check and tokenise; resolve the model; fill cfg.model_path/special_tokens/stop."""
+    out = Path(cfg.out_dir)
+    earlier = [out / checkpoint.STATE, out / checkpoint.CHECKPOINTS, out / "ft-train.json"]
+    if any(p.exists() for p in earlier) and not cfg.resume:
+        raise UsageError(f"{out} already holds a run; pass --resume to continue it, or choose another -o")
+    if cfg.resume and not checkpoint.latest_state(out):
+        raise UsageError(f"--resume: {out} has no saved training state")
+
+    train = read_data_file(cfg.train)
+    if not train.records:
+        raise InputError(f"{train.name}: no records to train on")
+    if cfg.valid:
+        valid = read_data_file(cfg.valid)
+        if not valid.records:
+            raise InputError(f"{valid.name}: no validation records")
+    else:
+        records = train.records[:]
+        random.Random(cfg.seed).shuffle(records)
+        n = max(1, int(len(records) * cfg.valid_fraction))
+        if len(records) < 2:
+            raise InputError(f"{train.name}: need at least 2 records to hold out validation (or pass --valid)")
+        valid = DataFile(f"{train.name} (held out {n})", train.sha256, records[:n])
+        train = DataFile(train.name, train.sha256, records[n:])
+
+    resolved = resolve_model(cfg.model, quiet=cfg.quiet)
+    cfg.model_path = resolved.path
+    is_ft = resolved.source == "folder" and (Path(resolved.path) / "ft-train.json").is_file()
+    parent = {"spec": cfg.model, "source": "ft-checkpoint" if is_ft else resolved.source, "path": resolved.path,
+              "sha256": resolved.sha256 or (folder_fingerprint(resolved.path) if resolved.source == "folder" else None)}
+
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(resolved.path)
+    special = tokens_from_file(special_tokens_file) if special_tokens_file else tokens_from_records(train.records)
+    cfg.special_tokens = special
+    cfg.stop = stop_token(train.records, special)
+    add_tokens(tokenizer, special)
+    check_tokens(tokenizer, special, train.records, train.name)
+    check_tokens(tokenizer, special, valid.records, valid.name)
+    stop_id = tokenizer.convert_tokens_to_ids(cfg.stop) if cfg.stop else None
+    if cfg.stop and (stop_id is None or stop_id == tokenizer.unk_token_id):
+        raise InputError(f"stop token {cfg.stop!r} is not in the tokenizer (add it with --special-tokens)")
+
+    train_rows, truncated = tokenize_records(train.records, tokenizer, cfg.ctx_len, cfg.loss_on)
+    valid_rows, v_truncated = tokenize_records(valid.records, tokenizer, cfg.ctx_len, cfg.loss_on)
+    tok_dir = out / ".work" / "tokenizer"
+    shutil.rmtree(tok_dir, ignore_errors=True)
+    tokenizer.save_pretrained(tok_dir)
+
+    micro = len(shard(make_batches(train_rows, cfg.layout, cfg.batch_size, cfg.ctx_len, 0), 0, cfg.workers, cfg.grad_accum))
+    steps_per_epoch = micro // cfg.grad_accum
+    all_tokens, loss_tokens = count_tokens(train_rows)
+    data = {
+        "train": {"file": train.name, "sha256": train.sha256, "records": len(train_rows), "truncated": truncated,
+                  "tokens": all_tokens, "loss_tokens": loss_tokens},
+        "valid": {"file": valid.name, "sha256": valid.sha256, "records": len(valid_rows), "truncated": v_truncated},
+    }
+    lineage = manifest.parent_lineage(resolved.path) if is_ft else []
+    payload = {"config": cfg.to_dict(), "tokenizer_dir": str(tok_dir.resolve()), "train_rows": train_rows,
+               "valid_rows": valid_rows, "stop_id": stop_id, "parent": parent, "data": data, "lineage": lineage}
+    summary = (f"{len(train_rows)} training records ({all_tokens} tokens, {loss_tokens} in the loss), "
+               f"{len(valid_rows)} validation; {truncated + v_truncated} truncated to {cfg.ctx_len} tokens; "
+               f"{len(special)} special tokens, stop {cfg.stop!r}; {steps_per_epoch} steps/epoch x {cfg.epochs}")
+    return Prepared(payload, steps_per_epoch, summary)
+
+
+def run(cfg: TrainConfig, special_tokens_file: str | None = None) -> dict:
+    """Train; return {"best": path, "best_val_ppl": ..., "epochs": ...}."""
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.out_dir = str(out.resolve())
+    prepared = prepare(cfg, special_tokens_file)
+    log(f"ft-train: {prepared.summary}", cfg.quiet)
+    if not cfg.resume:
+        (out / "metrics.jsonl").unlink(missing_ok=True)
+
+    fit(prepared.payload, cfg, prepared.steps_per_epoch * cfg.epochs)
+
+    man_path = out / "ft-train.json"
+    if not man_path.is_file():
+        raise FtError("training ended without writing a checkpoint")
+    man = json.loads(man_path.read_text())
+    best = man["best"]
+    shutil.rmtree(out / ".work", ignore_errors=True)  # the tokenizer copy and Ray's run folder
+    return {"best": str(Path(cfg.out_dir) / best["path"]), "best_val_ppl": best["val_ppl"],
+            "epochs": len(man["epochs"])}
+
+
+def fit(payload: dict, cfg: TrainConfig, total_steps: int) -> None:
+    """Run loop.train_loop_per_worker on cfg.workers Ray Train workers."""
+    import ray
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from ft_train.loop import train_loop_per_worker
+
+    use_gpu = cfg.device == "cuda" or (cfg.device == "auto" and _has_gpu())
+    if not ray.is_initialized():
+        if cfg.address:
+            ray.init(address=cfg.address, log_to_driver=not cfg.quiet, logging_level="WARNING")
+        else:
+            ray.init(num_cpus=max(cfg.workers, os.cpu_count() or 1), include_dashboard=False,
+                     log_to_driver=not cfg.quiet, logging_level="WARNING")
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=payload,
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=use_gpu, resources_per_worker={"CPU": 1}),
+        run_config=RunConfig(name=f"ft-train-{int(time.time() * 1000)}",
+                             storage_path=str(Path(cfg.out_dir) / ".work" / "ray"),
+                             failure_config=FailureConfig(max_failures=0)),
+    )
+    watcher = _ProgressWatcher(Path(cfg.out_dir) / "metrics.jsonl", total_steps, cfg.quiet)
+    watcher.start()
+    try:
+        trainer.fit()
+    except Exception as exc:  # Ray wraps the worker's exception; show its last line
+        raise FtError(f"training failed: {_last_line(exc)}") from exc
+    finally:
+        watcher.stop()
+        ray.shutdown()  # stops the log forwarding too (only disconnects from a cluster given with --address)
+
+
+def _has_gpu() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def _last_line(exc: BaseException) -> str:
+    failures = getattr(exc, "worker_failures", None)
+    if failures:
+        exc = next(iter(failures.values()))
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+class _ProgressWatcher:
+    """Redraws a stderr progress line from metrics.jsonl while the workers train (terminal only)."""
+
+    def __init__(self, path: Path, total: int, quiet: bool):
+        self.path, self.total = path, total
+        self.progress = Progress("ft-train", total=total, quiet=quiet, unit="steps")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        if self.progress._live:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+            self.progress.close()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            try:
+                lines = self.path.read_text().splitlines()
+            except OSError:
+                continue
+            steps = [json.loads(line) for line in lines if line.strip()]
+            if not steps:
+                continue
+            last = steps[-1]
+            extra = f"loss {last['loss']:.3f}" if "loss" in last else f"val ppl {last['val_ppl']:.3f}"
+            self.progress.update(max(0, last["step"] - self.progress.count), extra=extra)

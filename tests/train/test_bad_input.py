@@ -1,0 +1,55 @@
+"""Bad input fails in one line with exit 2, before any Ray start."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from conftest import ft_train
+
+
+def _args(model, train, valid, out):
+    return ["-m", model, "--train", train, "--valid", valid, "-o", out, "--epochs", "1"]
+
+
+def test_malformed_line_names_file_and_line(tmp_path, tiny_model, viggo_files):
+    bad = tmp_path / "bad.jsonl"
+    lines = viggo_files["train"].read_text().splitlines()[:3]
+    bad.write_text("\n".join(lines[:2] + ["{not json"] + lines[2:]) + "\n")
+    start = time.monotonic()
+    out = ft_train(_args(tiny_model, bad, viggo_files["valid"], tmp_path / "o"), tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith(f"ft-train: error: {bad}:3: not valid JSON")
+    assert "Traceback" not in out.stderr and "Ray" not in out.stderr and "ray" not in out.stderr
+    assert out.stdout == ""
+    assert time.monotonic() - start < 30
+
+
+def test_record_without_target_names_line_and_id(tmp_path, tiny_model, viggo_files):
+    bad = tmp_path / "bad.jsonl"
+    rec = json.loads(viggo_files["train"].read_text().splitlines()[0])
+    del rec["target"]
+    bad.write_text(viggo_files["train"].read_text().splitlines()[1] + "\n" + json.dumps(rec) + "\n")
+    out = ft_train(_args(tiny_model, viggo_files["train"], bad, tmp_path / "o"), tmp_path)
+    assert out.returncode == 2, out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert f"{bad}:2:" in last and rec["id"] in last and "'target'" in last, last
+
+
+def test_stdin_malformed_line(tmp_path, tiny_model, viggo_files):
+    first = viggo_files["train"].read_text().splitlines()[0]
+    out = ft_train(["-m", tiny_model, "--train", "-", "-o", tmp_path / "o"], tmp_path, input=first + "\nnot json\n")
+    assert out.returncode == 2
+    assert "<stdin>:2:" in out.stderr.strip().splitlines()[-1]
+
+
+def test_existing_run_needs_resume(tmp_path, tiny_model, viggo_files):
+    (tmp_path / "o" / "state").mkdir(parents=True)
+    out = ft_train(_args(tiny_model, viggo_files["train"], viggo_files["valid"], tmp_path / "o"), tmp_path)
+    assert out.returncode == 2 and "--resume" in out.stderr
+
+
+def test_offload_needs_zero(tmp_path, tiny_model, viggo_files):
+    out = ft_train([*_args(tiny_model, viggo_files["train"], viggo_files["valid"], tmp_path / "o"),
+                    "--zero", "0", "--offload", "optimizer"], tmp_path)
+    assert out.returncode == 2 and "ZeRO" in out.stderr

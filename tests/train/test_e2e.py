@@ -1,0 +1,80 @@
+"""ft-train end to end on the CPU, through the real path: Ray Train, 2 workers (gloo),
+DeepSpeed ZeRO-3 with CPU optimizer offload, special tokens, 2 epochs of ViGGO."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from ft_common.models import file_sha256
+from ft_common.tasks import END_A, SPECIAL_TOKENS
+
+
+@pytest.fixture(scope="module")
+def run(e2e_run):
+    proc = e2e_run["proc"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return e2e_run
+
+
+def test_stdout_is_one_json_object(run):
+    lines = run["proc"].stdout.splitlines()
+    assert len(lines) == 1, run["proc"].stdout[:2000]
+    result = json.loads(lines[0])
+    assert set(result) == {"best", "best_val_ppl", "epochs"}
+    assert result["epochs"] == 2
+    assert (run["out"] / "best").resolve() == (run["out"] / "checkpoints" / "epoch-2").resolve()
+    assert result["best"].endswith("checkpoints/epoch-2")
+    print(f"e2e run took {run['seconds']:.1f}s")
+
+
+def test_loss_falls(run):
+    rows = [json.loads(line) for line in (run["out"] / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "loss" in r]
+    epochs = [r for r in rows if "val_ppl" in r]
+    assert {"step", "loss", "lr", "tokens_per_s", "epoch"} <= set(steps[0])
+    assert steps[-1]["loss"] < 0.6 * steps[0]["loss"], (steps[0], steps[-1])
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert epochs[1]["val_ppl"] < epochs[0]["val_ppl"]
+    assert epochs[1]["train_loss"] < epochs[0]["train_loss"]
+    assert (run["out"] / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_manifest(run, e2e_files, tiny_model):
+    man = json.loads((run["out"] / "ft-train.json").read_text())
+    assert man["resolved"]["zero"] == 3 and man["resolved"]["offload"] == "optimizer"
+    assert man["resolved"]["workers"] == 2 and man["resolved"]["deepspeed"] is True
+    assert man["parent"]["source"] == "folder" and len(man["parent"]["sha256"]) == 64
+    assert man["data"]["train"]["sha256"] == file_sha256(e2e_files["train"])
+    assert man["data"]["valid"]["sha256"] == file_sha256(e2e_files["valid"])
+    assert man["data"]["train"]["records"] == 400 and man["data"]["train"]["truncated"] > 0
+    assert man["config"]["special_tokens"] == list(SPECIAL_TOKENS) and man["config"]["stop"] == END_A
+    assert man["versions"]["torch"] and man["versions"]["deepspeed"] and man["versions"]["ray"]
+    assert man["best"]["epoch"] == 2 and man["lineage"] == []
+    ckpt = run["out"] / "best"
+    assert json.loads((ckpt / "ft-train-config.json").read_text())["lr"] == 3e-3
+    assert json.loads((ckpt / "ft-train.json").read_text())["best"] == man["best"]
+
+
+def test_best_checkpoint_loads_and_stops_at_end_a(run, e2e_files):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    ckpt = run["out"] / "best"
+    assert (ckpt / "model.safetensors").is_file()
+    tok = AutoTokenizer.from_pretrained(ckpt)
+    model = AutoModelForCausalLM.from_pretrained(ckpt)
+    for t in SPECIAL_TOKENS:
+        assert len(tok.encode(t, add_special_tokens=False)) == 1
+    end_id = tok.convert_tokens_to_ids(END_A)
+    assert model.get_input_embeddings().weight.shape[0] == len(tok)
+    assert model.generation_config.eos_token_id[0] == end_id
+    records = [json.loads(line) for line in e2e_files["valid"].read_text().splitlines()][:12]
+    ended = 0
+    for r in records:
+        ids = tok(r["prompt"], return_tensors="pt")
+        with torch.no_grad():
+            out = model.generate(**ids, max_new_tokens=64, do_sample=False)
+        ended += int(out[0, -1]) == end_id
+    # A 2-layer, 64-dim random model after 2 short epochs: most, not always all, answers end.
+    assert ended >= 9, f"{ended}/12 greedy generations ended at {END_A}"

@@ -1,0 +1,187 @@
+"""Fast unit tests (no Ray): special tokens, data layout and sharding, config, zero auto."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import viggo_records
+from ft_common.errors import InputError
+from ft_common.tasks import END_A, SPECIAL_TOKENS
+from ft_train.config import TrainConfig
+from ft_train.data import (
+    IGNORE,
+    collate,
+    make_batches,
+    pack,
+    read_data_file,
+    shard,
+    tokenize_records,
+)
+from ft_train.engine import choose_zero
+from ft_train.tokens import (
+    add_tokens,
+    check_tokens,
+    resize_embeddings,
+    stop_token,
+    tokens_from_records,
+)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model)
+
+
+def test_special_tokens_become_single_ids_and_round_trip(tiny_model):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    records = viggo_records("train", 50)
+    special = tokens_from_records(records)
+    assert special == list(SPECIAL_TOKENS)
+    assert len(tok.encode(END_A, add_special_tokens=False)) > 1  # the tiny tokenizer splits it
+    assert add_tokens(tok, special) == 4
+    check_tokens(tok, special, records, "train.jsonl")
+    assert all(len(tok.encode(t, add_special_tokens=False)) == 1 for t in special)
+    assert stop_token(records, special) == END_A
+
+
+def test_check_rejects_a_token_that_splits(tiny_model):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    with pytest.raises(InputError, match="not exactly one"):
+        check_tokens(tok, [END_A], [], "x")  # never added
+
+
+def test_check_rejects_prompt_target_that_merge(tiny_model):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    add_tokens(tok, list(SPECIAL_TOKENS))
+    # No special token between prompt and target: "inf" + "orm" tokenise differently together.
+    with pytest.raises(InputError, match="record r/1"):
+        check_tokens(tok, list(SPECIAL_TOKENS), [{"id": "r/1", "prompt": "inf", "target": "orm(x)"}], "x")
+
+
+def test_resize_initialises_new_rows_to_the_mean(tiny_model):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    old = model.get_input_embeddings().weight.detach().clone()
+    resize_embeddings(model, old.shape[0] + 4)
+    new = model.get_input_embeddings().weight.detach()
+    assert new.shape[0] == old.shape[0] + 4
+    assert torch.allclose(new[:old.shape[0]], old)
+    for row in new[old.shape[0]:]:
+        assert torch.allclose(row, old.mean(0), atol=1e-6)
+
+
+def test_labels_cover_the_target_only(tokenizer):
+    add_tokens(tokenizer, list(SPECIAL_TOKENS))
+    rec = viggo_records("train", 1)[0]
+    (row,), truncated = tokenize_records([rec], tokenizer, 512, "target")
+    n_prompt = len(tokenizer.encode(rec["prompt"]))
+    assert truncated == 0
+    learned = [i for i, x in enumerate(row["labels"]) if x != IGNORE]
+    assert learned[0] == n_prompt - 1  # position of <START_A> predicts the first target token
+    assert tokenizer.decode([row["labels"][i] for i in learned]) == rec["target"]
+    (row_all,), _ = tokenize_records([rec], tokenizer, 512, "all")
+    assert sum(x != IGNORE for x in row_all["labels"]) == len(row_all["ids"]) - 1
+    (short,), truncated = tokenize_records([rec], tokenizer, 10, "target")
+    assert truncated == 1 and len(short["ids"]) == 10
+
+
+def _rows(lengths):
+    return [{"ids": list(range(1, n + 1)), "labels": [IGNORE] + list(range(2, n + 1)) + [IGNORE]}
+            for n in lengths]
+
+
+def test_pack_fits_and_keeps_every_row():
+    rows = [{"ids": [7] * n, "labels": [7] * n} for n in (50, 30, 80, 20, 60, 10)]
+    bins = pack(rows, 100)
+    assert all(sum(len(r["ids"]) for r in b) <= 100 for b in bins)
+    assert sorted(len(r["ids"]) for b in bins for r in b) == [10, 20, 30, 50, 60, 80]
+    assert len(bins) == 3
+
+
+def test_packed_batch_restarts_positions_and_has_no_mask():
+    rows = [{"ids": [5, 6, 7], "labels": [6, 7, IGNORE]}, {"ids": [8, 9], "labels": [9, IGNORE]}]
+    x = collate([[rows[0], rows[1]]], "pack", 16, pad_id=0)
+    assert x["position_ids"].tolist() == [[0, 1, 2, 0, 1]]
+    assert "attention_mask" not in x
+    assert x["loss_index"].tolist() == [0, 1, 3] and x["loss_labels"].tolist() == [6, 7, 9]
+    dummy = collate([[rows[0]]], "pack", 16, pad_id=0, real=False)
+    assert dummy["loss_index"].numel() == 0
+    padded = collate([[rows[0]], [rows[1]]], "pad", 6, pad_id=0)
+    assert padded["input_ids"].shape == (2, 6) and padded["attention_mask"].tolist()[1] == [1, 1, 0, 0, 0, 0]
+
+
+def test_packed_attention_is_block_diagonal(tiny_model):
+    """Two records packed in one row give the same logits as each alone."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation="sdpa").eval()
+    a = {"ids": [10, 11, 12, 13], "labels": [IGNORE] * 4}
+    b = {"ids": [20, 21, 22], "labels": [IGNORE] * 3}
+    x = collate([[a, b]], "pack", 16, pad_id=0)
+    with torch.no_grad():
+        packed = model(input_ids=x["input_ids"], position_ids=x["position_ids"], use_cache=False).logits[0]
+        alone_b = model(input_ids=torch.tensor([b["ids"]])).logits[0]
+    assert torch.allclose(packed[4:7], alone_b, atol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["pack", "group", "pad"])
+def test_every_rank_gets_the_same_number_of_batches(layout):
+    rows = _rows([5 + (i * 7) % 40 for i in range(101)])
+    batches = make_batches(rows, layout, 4, 64, seed=1)
+    shards = [shard(batches, r, 3, multiple=2) for r in range(3)]
+    assert len({len(s) for s in shards}) == 1 and len(shards[0]) % 2 == 0
+    real = [b for s in shards for b, ok in s if ok]
+    assert len(real) == len(batches)  # every batch once, the fill-ins marked not real
+    assert make_batches(rows, layout, 4, 64, seed=1) == batches  # the order is a function of the seed
+
+
+def test_loss_model_matches_the_plain_loss(tiny_model):
+    """Logits only at label positions give the same loss as full logits + masked cross-entropy."""
+    from ft_train.loop import CausalLMLoss
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    rows = [{"ids": [10, 11, 12, 13], "labels": [IGNORE, 12, 13, IGNORE]}, {"ids": [20, 21, 22], "labels": [21, 22, IGNORE]}]
+    x = collate([[rows[0]], [rows[1]]], "group", 16, pad_id=0)
+    with torch.no_grad():
+        got = CausalLMLoss(model)(**x)
+        logits = model(input_ids=x["input_ids"], attention_mask=x["attention_mask"]).logits
+    labels = torch.tensor([[IGNORE, 12, 13, IGNORE], [21, 22, IGNORE, IGNORE]])
+    want = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="sum")
+    assert torch.allclose(got, want, atol=1e-4)
+
+
+def test_read_data_file_names_line(tmp_path):
+    p = tmp_path / "t.jsonl"
+    p.write_text(json.dumps({"id": "a", "prompt": "p", "target": "t"}) + "\n\n" + json.dumps({"id": "b", "prompt": "p"}) + "\n")
+    with pytest.raises(InputError, match=r"t.jsonl:3: record b: missing key 'target'"):
+        read_data_file(str(p))
+
+
+def test_config_round_trips(tmp_path):
+    cfg = TrainConfig(model="m", train="t", out_dir="o", lr=3e-4, special_tokens=["<A>"])
+    cfg.save(tmp_path / "c.json")
+    assert TrainConfig.from_dict(json.loads((tmp_path / "c.json").read_text())) == cfg
+
+
+def test_zero_auto_rule():
+    gib = 1 << 30
+    # 135M on an 80 GB GPU: plain training (ZeRO-0), no offload.
+    assert choose_zero(135_000_000, 2 * gib, 1, 80 * gib, on_cpu=False) == (0, "none")
+    # 7B on one 80 GB GPU: 112 GB of state: offload the optimizer.
+    assert choose_zero(7_000_000_000, 10 * gib, 1, 80 * gib, on_cpu=False) == (3, "optimizer")
+    # 7B on 8 x 80 GB: ZeRO-2 suffices (weights 28 GB + 84/8 GB).
+    assert choose_zero(7_000_000_000, 10 * gib, 8, 80 * gib, on_cpu=False) == (2, "none")
+    # 70B on 8 x 80 GB: ZeRO-3 with offload of everything.
+    assert choose_zero(70_000_000_000, 10 * gib, 8, 80 * gib, on_cpu=False) == (3, "all")
