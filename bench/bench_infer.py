@@ -10,6 +10,8 @@ Runs, each after a warm-up on a few records and with the model already loaded:
 
 - naive: `model.generate` on batches of 128 in input order, left padding, greedy;
 - hf:    ft-infer's hf engine (length-sorted batches, own decode loop), as the CLI runs it;
+- hf-compile: the same with `--compile` (static KV cache, CUDA-graph decode step; not by default:
+          the compile time is part of what is measured, after one warm-up batch shape);
 - vllm:  ft-infer's vllm engine, when vllm is importable.
 
 For each: wall seconds, records/s, completion tokens/s; then how many completions differ
@@ -60,26 +62,38 @@ def sync(device: str) -> None:
 def run_naive(engine: HFEngine, records: list[dict], options: GenerationOptions, batch_size: int) -> list[dict]:
     """The baseline: `model.generate`, batches of `batch_size` in input order, left padding."""
     import torch
+    from transformers import StoppingCriteriaList, StopStringCriteria
 
     tok, model = engine.tokenizer, engine.model
     stops = tuple(records[0].get("stop", ()))
     plan = plan_stops(tok, stops, engine.eos)
     eos = sorted(plan.token_ids)
+    # Built once: generate(stop_strings=...) would rebuild it (seconds for a 49k vocabulary) every call.
+    criteria = StoppingCriteriaList([StopStringCriteria(tok, list(plan.strings))] if plan.strings else [])
     out = []
     for start in range(0, len(records), batch_size):
         batch = records[start:start + batch_size]
         enc = tok([r["prompt"] for r in batch], return_tensors="pt", padding=True).to(engine.device)
         with torch.inference_mode():
             gen = model.generate(**enc, max_new_tokens=options.max_new_tokens, do_sample=False,
-                                 eos_token_id=eos, pad_token_id=engine.pad_id,
-                                 stop_strings=list(plan.strings) or None, tokenizer=tok)
+                                 eos_token_id=eos, pad_token_id=engine.pad_id, stopping_criteria=criteria)
         width = enc["input_ids"].shape[1]
         for row, record in enumerate(batch):
             ids = gen[row, width:].tolist()
-            result = finish(tok, _strip_padding(ids, engine.pad_id, plan.token_ids), plan,
-                            int(enc["attention_mask"][row].sum()))
+            ids = _until_text_stop(tok, _strip_padding(ids, engine.pad_id, plan.token_ids), plan.strings)
+            result = finish(tok, ids, plan, int(enc["attention_mask"][row].sum()))
             out.append({**record, **result.fields()})
     return out
+
+
+def _until_text_stop(tok, ids: list[int], strings: tuple[str, ...]) -> list[int]:
+    # generate pads a row after its stop string; keep the ids up to the token that completed it,
+    # so token counts compare with the engines' (which stop there).
+    if strings and any(s in tok.decode(ids, skip_special_tokens=False) for s in strings):
+        for k in range(1, len(ids) + 1):
+            if any(s in tok.decode(ids[:k], skip_special_tokens=False) for s in strings):
+                return ids[:k]
+    return ids
 
 
 def _strip_padding(ids: list[int], pad: int, stop_ids) -> list[int]:
@@ -103,7 +117,7 @@ def timed(name: str, fn, records: list[dict], device: str) -> dict:
               "records_per_s": round(len(out) / seconds, 2), "completion_tokens": tokens,
               "tokens_per_s": round(tokens / seconds, 1),
               "finish_stop": sum(r["finish_reason"] == "stop" for r in out)}
-    print(f"{name:>6}: {seconds:7.2f}s  {result['records_per_s']:8.1f} records/s  "
+    print(f"{name:>10}: {seconds:7.2f}s  {result['records_per_s']:8.1f} records/s  "
           f"{result['tokens_per_s']:9.1f} tokens/s  ({tokens} tokens)", file=sys.stderr, flush=True)
     return {"summary": result, "outputs": out}
 
@@ -121,7 +135,7 @@ def main() -> None:
     ap.add_argument("--records", help="ft-prep viggo --split valid output (default: built from valid.csv)")
     ap.add_argument("--out", required=True, help="write the JSON result here")
     ap.add_argument("--limit", type=int, default=None, help="use the first N records")
-    ap.add_argument("--engines", default="naive,hf,vllm", help="comma list of naive, hf, vllm")
+    ap.add_argument("--engines", default="naive,hf,vllm", help="comma list of naive, hf, hf-compile, vllm")
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=None, help="hf engine batch (default: its own)")
     ap.add_argument("--naive-batch-size", type=int, default=128)
@@ -163,6 +177,14 @@ def main() -> None:
         run = timed("hf", lambda rs: list(infer(rs, hf, window=max(len(rs), 1), stats=Stats())), records, device)
         report["runs"].append(run["summary"])
         outputs["hf"] = run["outputs"]
+    if "hf-compile" in engines:
+        compiled = HFEngine(resolved.path, options, batch_size=args.batch_size, device=device, dtype=args.dtype,
+                            compile=True, quiet=True)
+        compiled.load()
+        run = timed("hf-compile", lambda rs: list(infer(rs, compiled, window=max(len(rs), 1))), records, device)
+        report["runs"].append(run["summary"])
+        outputs["hf-compile"] = run["outputs"]
+        del compiled
     if "vllm" in engines:
         if importlib.util.find_spec("vllm") is None or not device.startswith("cuda"):
             report["vllm"] = "skipped: vllm not importable or no GPU"

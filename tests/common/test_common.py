@@ -135,3 +135,26 @@ def test_verbose_shows_traceback(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         run(_tool(), "ft-x", ["-v", str(bad)])
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_atomic_write_to_a_device_writes_through(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    import threading
+
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo).read()))
+    reader.start()
+    with atomic_write(fifo) as fh:
+        fh.write("line\n")
+    reader.join(5)
+    assert got == ["line\n"]
+    assert not fifo.is_file() and fifo.exists()
+    with open_output(os.devnull) as w:
+        w.write({"a": 1})
+    assert not os.path.isfile(os.devnull)
+
+
+def test_mathqa_option_with_spaces():
+    assert get_task("mathqa").parse_answer("so the answer is ( C )") == "c"
+    assert get_task("mathqa").parse_answer("#### ( d )") == "d"

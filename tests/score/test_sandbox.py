@@ -110,3 +110,27 @@ def test_every_hostile_record_gets_a_score_through_the_cli(tmp_path):
     assert [r["id"] for r in scored] == [r["id"] for r in records]
     assert all(r["score"]["correct"] is False and r["score"]["failure"] for r in scored)
     assert digest(db.parent) == before
+
+
+def test_python_executor_replaces_a_dead_worker():
+    tables = ({"t": [{"k": 1}]}, {"t": {"k": "BIGINT"}})
+    executor = PythonExecutor(Limits(timeout=1.0))
+    try:
+        assert executor.run("SELECT k FROM t", *tables).rows == [(1,)]
+        executor._proc.kill()  # e.g. the kernel's OOM killer
+        executor._proc.wait()
+        assert executor.run("SELECT k FROM t", *tables).rows == [(1,)]
+    finally:
+        executor.close()
+    assert executor._proc is None
+
+
+def test_python_executor_works_from_a_script_without_a_main_guard(tmp_path):
+    # The worker is a fresh interpreter, so the caller's unguarded main module is never re-run.
+    script = ("from ft_score.sandbox import PythonExecutor\n"
+              "e = PythonExecutor()\n"
+              "print(e.run('SELECT 1 + 1 AS x', {}, {}).rows)\n"
+              "e.close()\n")
+    out = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[(2,)]"

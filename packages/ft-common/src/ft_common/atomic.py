@@ -19,8 +19,16 @@ def _default_mode(directory: bool) -> int:
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator:
-    """Open a temporary file beside `path`; rename it over `path` only on success."""
+    """Open a temporary file beside `path`; rename it over `path` only on success.
+
+    A target that exists and is not a regular file (/dev/null, a FIFO, a terminal)
+    is written directly: renaming over it would replace the device or pipe.
+    """
     path = Path(path)
+    if path.exists() and not path.is_file():
+        with open(path, mode, encoding=None if "b" in mode else encoding) as fh:
+            yield fh
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

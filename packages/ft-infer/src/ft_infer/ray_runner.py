@@ -3,7 +3,8 @@
 Records are read in chunks (`chunk` records at a time, so memory stays bounded),
 each chunk becomes a dataset of JSON strings with their input positions, and
 `map_batches` runs a callable class that holds one engine (one model load per
-replica per chunk) with `concurrency` = the number of replicas. Results are put
+replica per chunk) on a fixed pool of actors, one per replica
+(`compute=ActorPoolStrategy(size=replicas)`, what Ray < 2.51 called `concurrency`). Results are put
 back in input order by position, so output order and ids are preserved.
 """
 
@@ -76,7 +77,7 @@ def infer_ray(records: Iterable[dict], engine_args: dict, *, address: str | None
         items = [{"index": offset + i, "record": json.dumps(r, ensure_ascii=False)} for i, r in enumerate(part)]
         dataset = ray.data.from_items(items).map_batches(
             Replica, fn_constructor_kwargs={"engine_args": engine_args, "default_stop": default_stop},
-            batch_size=size, concurrency=replicas, num_gpus=per_replica or None,
+            batch_size=size, compute=ray.data.ActorPoolStrategy(size=replicas), num_gpus=per_replica or None,
             num_cpus=None if per_replica else 1, batch_format="numpy",
         )
         try:

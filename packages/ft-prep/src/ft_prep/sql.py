@@ -135,7 +135,7 @@ def context_schema(context: str) -> dict[str, dict[str, str]]:
     return schema
 
 
-def source_rows(source: str, data: str | None, split: str) -> Iterator[Row]:
+def source_rows(source: str, data: str | None, split: str, load: Callable | None = None) -> Iterator[Row]:
     """Rows of `split` from a --source: wikisql, spider, all (both), or a sql-create-context file."""
     if source in ("wikisql", "spider", "all"):
         if not data:
@@ -154,7 +154,7 @@ def source_rows(source: str, data: str | None, split: str) -> Iterator[Row]:
 
     if split == "test":
         raise UsageError("sql-create-context has only a train split (valid is carved out of it); no test split")
-    rows = read_file(source) if source != "hub" else hub_rows("sql", "train")
+    rows = read_file(source) if source != "hub" else hub_rows("sql", "train", load)
     return (Row(r.index, {**r.data, "source": "hub" if source == "hub" else "local"}, r.where)
             for r in rows if file_split(r) == split)
 

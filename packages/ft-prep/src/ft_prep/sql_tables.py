@@ -11,8 +11,9 @@ schema and the query's literals, no LLM needed:
 - columns joined with `a = b`, and GROUP BY columns, draw from one small shared
   pool, so joins match and groups have several rows;
 - each candidate is checked by running the reference on it with sqlglot's
-  executor, planned as sqlglot.executor.execute plans it (the engine ft-score
-  uses); up to ATTEMPTS seeded variants are tried.
+  executor, planned as sqlglot.executor.execute plans it, and then in an
+  in-memory SQLite database (ft-score's two engines); up to ATTEMPTS seeded
+  variants are tried.
 
 A result is valid when it has a row with a value that is not NULL/0/'' and has
 fewer rows than the largest table the query reads. `llm_tables` asks an
@@ -23,8 +24,10 @@ applies the same check.
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
+import sqlite3
 from collections.abc import Callable
 
 from sqlglot import exp
@@ -36,7 +39,7 @@ from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.planner import Plan
 
-from ft_prep.sql_build import INTEGER, Built
+from ft_prep.sql_build import INTEGER, Built, quote
 
 ATTEMPTS = 6
 Key = tuple[str, str]
@@ -234,6 +237,7 @@ class Runner:
         self.supported = not built.ast.find(exp.SetOperation) and not _lists_everything(built.ast)
         self.rules = (qualify,) if _simple(built) else RULES
         self.plans: dict[tuple, Plan | None] = {}
+        self.sqlite_sql: str | None = None
 
     def plan(self, candidate: dict[str, list[dict]]) -> Plan | None:
         schema = {t: {c: _value_type(v) for c, v in rows[0].items()} for t, rows in candidate.items() if rows}
@@ -255,9 +259,46 @@ class Runner:
             rows = PythonExecutor(tables=ensure_tables(candidate)).execute(plan).rows
         except Exception:  # the executor raises many kinds on queries it cannot run
             return False
-        if not rows or not any(v not in (None, 0, "") for row in rows for v in row):
+        return _valid(rows, candidate) and self.check_sqlite(candidate)
+
+    def check_sqlite(self, candidate: dict[str, list[dict]]) -> bool:
+        """The same rule in an in-memory SQLite database (ft-score's default engine).
+
+        The tables live in a transaction that is rolled back, so one connection serves all rows.
+        """
+        if self.sqlite_sql is None:
+            self.sqlite_sql = self.built.ast.sql(dialect="sqlite")
+        conn = _sqlite()
+        conn.execute("BEGIN")
+        try:
+            for table, rows in candidate.items():
+                cols = self.built.tables[table]
+                conn.execute(f"CREATE TABLE {quote(table)} ({', '.join(f'{quote(c)} {t}' for c, t in cols.items())})")
+                conn.executemany(f"INSERT INTO {quote(table)} VALUES ({', '.join('?' * len(cols))})",
+                                 [[row[c] for c in cols] for row in rows])
+            return _valid(conn.execute(self.sqlite_sql).fetchall(), candidate)
+        except (sqlite3.Error, OverflowError):
             return False
-        return len(rows) < max(len(r) for r in candidate.values())
+        finally:
+            conn.execute("ROLLBACK")
+
+
+_connections: dict[int, sqlite3.Connection] = {}
+
+
+def _sqlite() -> sqlite3.Connection:
+    """This process's in-memory scratch database (one per pid: connections do not survive fork)."""
+    pid = os.getpid()
+    if pid not in _connections:
+        _connections[pid] = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    return _connections[pid]
+
+
+def _valid(rows: list, candidate: dict[str, list[dict]]) -> bool:
+    """Not empty (some value other than NULL/0/''), and fewer rows than the largest table read."""
+    if not rows or not any(v not in (None, 0, "") for row in rows for v in row):
+        return False
+    return len(rows) < max(len(r) for r in candidate.values())
 
 
 def as_meta(built: Built, candidate: dict[str, list[dict]]) -> Tables:

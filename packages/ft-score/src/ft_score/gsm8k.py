@@ -32,13 +32,11 @@ _NUMBER = re.compile(
 
 def flexible_answer(text: str) -> str | None:
     """The last number in the text, normalised; None when there is none."""
-    last = None
-    for last in _NUMBER.finditer(text):  # noqa: B007 (only the last match counts)
-        pass
-    if last is None:
+    found = _NUMBER.findall(text)
+    if not found:
         return None
-    sign = "-" if (last.group(1) or last.group(2)) else ""
-    return normalize_number(sign + last.group(3).replace(",", ""))
+    sign_before, sign_after, digits = found[-1]
+    return normalize_number(("-" if sign_before or sign_after else "") + digits.replace(",", ""))
 
 
 def strict_answer(text: str) -> str | None:

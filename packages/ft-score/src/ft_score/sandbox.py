@@ -4,8 +4,8 @@ Generated SQL is untrusted. Every query runs under `Limits`: a wall-clock time
 limit, a cap on result rows and a cap on the size of any string or blob.
 
 SQLite (real databases, and in-record tables loaded into a private in-memory
-database): files are opened read-only through the URI `mode=ro`, `PRAGMA
-query_only` is set, and an authorizer allows only SELECT, reading columns,
+database): files are opened read-only through the URI `mode=ro` with `PRAGMA
+query_only` set, and an authorizer allows only SELECT, reading columns,
 recursive CTEs and ordinary functions; ATTACH, DETACH, PRAGMA, every write,
 transactions and `load_extension` are denied. A progress handler interrupts a
 query past its deadline.
@@ -18,14 +18,18 @@ replaced.
 
 from __future__ import annotations
 
-import multiprocessing
+import dataclasses
+import json
 import os
 import re
-import signal
 import sqlite3
+import subprocess
+import sys
 import time
 import urllib.parse
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
 
 from ft_common.errors import FtError
 
@@ -69,7 +73,6 @@ def _authorizer(action: int, arg1, arg2, dbname, source) -> int:
 
 
 def _lock_down(conn: sqlite3.Connection, limits: Limits) -> sqlite3.Connection:
-    conn.execute("PRAGMA query_only = 1")
     conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, limits.max_length)
     conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
     conn.set_authorizer(_authorizer)
@@ -81,7 +84,9 @@ def open_readonly(path: str, limits: Limits = Limits()) -> sqlite3.Connection:
     if not os.path.isfile(path):
         raise FileNotFoundError(path)
     uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
-    return _lock_down(sqlite3.connect(uri, uri=True, check_same_thread=False), limits)
+    conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+    conn.execute("PRAGMA query_only = 1")  # a second lock on the file, beside mode=ro and the authorizer
+    return _lock_down(conn, limits)
 
 
 def _quote(name: str) -> str:
@@ -142,101 +147,36 @@ def is_statement(tree) -> bool:
     return isinstance(tree, tuple(getattr(exp, k) for k in kinds if hasattr(exp, k)))
 
 
-class _Deadline(Exception):
-    pass
-
-
-def _on_alarm(signum, frame):
-    raise _Deadline()
-
-
-def _sqlglot_query(sql: str, tables: dict, schema: dict, limits: Limits) -> tuple:
-    """In the worker: parse and execute one query; returns QueryResult's fields."""
-    import sqlglot
-    from sqlglot.executor import execute
-
-    if not sql.strip():
-        return (None, UNPARSABLE, "empty query")
-    signal.setitimer(signal.ITIMER_REAL, limits.timeout)
-    try:
-        try:
-            expression = sqlglot.parse_one(sql, read="sqlite")
-        except sqlglot.errors.ParseError as exc:
-            return (None, UNPARSABLE, str(exc).splitlines()[0])
-        if not isinstance(expression, sqlglot.exp.Query):
-            if is_statement(expression):
-                return (None, EXECUTION_ERROR, f"denied by the sandbox (not a query: {expression.key})")
-            return (None, UNPARSABLE, "not a SQL statement")
-        result = execute(expression, schema=schema, tables=tables)
-        if len(result.rows) > limits.max_rows:
-            return (None, EXECUTION_ERROR, f"more than {limits.max_rows} result rows")
-        return ([tuple(row) for row in result.rows], None, None)
-    except _Deadline:
-        return (None, TIMEOUT, f"over {limits.timeout:g}s")
-    except MemoryError:
-        return (None, EXECUTION_ERROR, f"over the {limits.memory_mb} MB memory limit")
-    except RecursionError:
-        return (None, EXECUTION_ERROR, "query nested too deeply")
-    except Exception as exc:  # the executor's own errors, unsupported features
-        cause = exc.__cause__ or exc.__context__
-        if isinstance(cause, _Deadline):
-            return (None, TIMEOUT, f"over {limits.timeout:g}s")
-        if isinstance(cause, MemoryError):
-            return (None, EXECUTION_ERROR, f"over the {limits.memory_mb} MB memory limit")
-        message = str(exc).strip() or type(cause).__name__
-        return (None, EXECUTION_ERROR, f"{type(exc).__name__}: {message.splitlines()[0]}")
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-
-
-def _worker_main(conn, limits: Limits) -> None:
-    try:
-        import resource
-
-        limit = limits.memory_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    except (ImportError, ValueError, OSError):
-        pass
-    signal.signal(signal.SIGALRM, _on_alarm)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles ^C
-    import sqlglot.executor  # noqa: F401  (imported once, before the first deadline starts)
-
-    conn.send("ready")
-    while True:
-        try:
-            message = conn.recv()
-        except (EOFError, OSError):
-            return
-        if message is None:
-            return
-        sql, tables, schema = message
-        conn.send(_sqlglot_query(sql, tables, schema, limits))
-
-
 class PythonExecutor:
     """sqlglot's Python executor in a worker process, under `Limits`.
 
     `run(sql, tables, schema)` takes sqlglot's shapes: tables `{name: [{col: value}, ...]}`
-    and schema `{name: {col: type}}`. The worker starts on first use.
+    and schema `{name: {col: type}}`. The worker (`python -m ft_score.sqlglot_worker`, a fresh
+    interpreter, so the caller's main module is never re-run) starts on first use.
     """
 
     GRACE = 3.0  # seconds past the deadline before the worker is presumed stuck
 
     def __init__(self, limits: Limits = Limits()):
         self.limits = limits
-        self._proc = None
-        self._conn = None
+        self._proc: subprocess.Popen | None = None
+        self._send: Connection | None = None
+        self._recv: Connection | None = None
 
     def _start(self) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        parent, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_worker_main, args=(child, self.limits), daemon=True,
-                                 name="ft-score-sqlglot")
-        self._proc.start()
-        child.close()
-        self._conn = parent
+        to_worker, from_parent = os.pipe()[::-1]  # (write end, read end)
+        from_worker, to_parent = os.pipe()
+        package_root = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        args = [sys.executable, "-m", "ft_score.sqlglot_worker", str(from_parent), str(to_parent),
+                json.dumps(dataclasses.asdict(self.limits))]
+        self._proc = subprocess.Popen(args, pass_fds=(from_parent, to_parent), env=env,
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        os.close(from_parent)
+        os.close(to_parent)
+        self._send, self._recv = Connection(to_worker, readable=False), Connection(from_worker, writable=False)
         try:
-            ready = parent.poll(60) and parent.recv() == "ready"
+            ready = self._recv.poll(60) and self._recv.recv() == "ready"
         except (EOFError, OSError):
             ready = False
         if not ready:
@@ -244,13 +184,14 @@ class PythonExecutor:
             raise FtError("the sqlglot executor worker did not start")
 
     def run(self, sql: str, tables: dict, schema: dict) -> QueryResult:
-        if self._proc is None or not self._proc.is_alive():
+        if self._proc is None or self._proc.poll() is not None:
+            self._stop(kill=True)
             self._start()
         try:
-            self._conn.send((sql, tables, schema))
-            if self._conn.poll(self.limits.timeout + self.GRACE):
-                return QueryResult(*self._conn.recv())
-        except (EOFError, OSError, BrokenPipeError):
+            self._send.send((sql, tables, schema))
+            if self._recv.poll(self.limits.timeout + self.GRACE):
+                return QueryResult(*self._recv.recv())
+        except (EOFError, OSError):
             self._stop(kill=True)
             return QueryResult(None, EXECUTION_ERROR, "the executor worker died (memory limit?)")
         self._stop(kill=True)
@@ -259,19 +200,18 @@ class PythonExecutor:
     def _stop(self, kill: bool = False) -> None:
         if self._proc is None:
             return
-        if kill:
-            self._proc.kill()
-        else:
+        if not kill:
             try:
-                self._conn.send(None)
-            except (OSError, BrokenPipeError):
+                self._send.send(None)
+                self._proc.wait(timeout=2)
+            except (OSError, subprocess.TimeoutExpired):
                 pass
-        self._proc.join(timeout=2)
-        if self._proc.is_alive():
+        if self._proc.poll() is None:
             self._proc.kill()
-            self._proc.join(timeout=2)
-        self._conn.close()
-        self._proc = self._conn = None
+            self._proc.wait(timeout=5)
+        for conn in (self._send, self._recv):
+            conn.close()
+        self._proc = self._send = self._recv = None
 
     def close(self) -> None:
         self._stop()

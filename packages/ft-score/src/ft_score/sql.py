@@ -48,15 +48,19 @@ def normalize_sql(sql: str) -> str:
 
 
 def parse_sql(sql: str) -> exp.Expr | None:
-    """sqlglot's tree of exactly one SQLite statement (identifiers case-normalised), or None."""
+    """sqlglot's tree of exactly one SQLite statement, or None."""
     try:
         trees = [tree for tree in _SQLITE.parse(sql) if tree is not None]
     except (sqlglot.errors.SqlglotError, RecursionError, ValueError):
         return None
     if len(trees) != 1 or not is_statement(trees[0]):  # "SELEC x" parses as an alias
         return None
-    tree = trees[0]
-    return normalize_identifiers(tree, dialect="sqlite")
+    return trees[0]
+
+
+def ast_equivalent(a: exp.Expr, b: exp.Expr) -> bool:
+    """Whether two trees are the same query up to the case of unquoted identifiers (normalises both in place)."""
+    return normalize_identifiers(a, dialect="sqlite") == normalize_identifiers(b, dialect="sqlite")
 
 
 def is_ordered(sql: str, tree: exp.Expr | None) -> bool:
@@ -202,9 +206,10 @@ class SqlChecker(Checker):
         gen_tree = ref_tree if exact else parse_sql(generated)  # same text, same tree
         score: dict = {
             "correct": False,
-            "sql": raw_generated,
+            "sql": raw_generated[:1000],  # the extracted query (capped: the completion holds it all)
             "exact": exact,
-            "ast_equal": None if ref_tree is None else (gen_tree is not None and gen_tree == ref_tree),
+            "ast_equal": None if ref_tree is None else (
+                exact or (gen_tree is not None and ast_equivalent(gen_tree, ref_tree))),
             "parsed": gen_tree is not None,
             "execution": None,
         }

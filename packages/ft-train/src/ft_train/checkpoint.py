@@ -38,9 +38,12 @@ def write_hf_checkpoint(folder: Path, model, state_dict: dict, tokenizer, stop_i
 
     with atomic_dir(folder) as tmp:
         dtype = next(iter(state_dict.values())).dtype if state_dict else torch.float32
-        model.config.dtype = dtype
         model.config.vocab_size = len(tokenizer)
         model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+        # save_pretrained records the (fp32 master) parameters' dtype; the file holds state_dict's
+        config = json.loads((tmp / "config.json").read_text())
+        config["dtype"] = str(dtype).removeprefix("torch.")
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         tokenizer.save_pretrained(tmp)
         gen = model.generation_config
         if stop_id is not None:

@@ -51,16 +51,24 @@ class CausalLMLoss(torch.nn.Module):
         return F.cross_entropy(logits.float(), loss_labels, reduction="sum")
 
 
-def all_sum(*values: torch.Tensor) -> list[float]:
-    """Sum tensors over every rank; one sync, floats back."""
-    t = torch.stack([v.detach().double().reshape(()) for v in values])
-    if torch.distributed.is_initialized():
-        if t.device.type == "cpu" or torch.distributed.get_backend() != "gloo":
-            torch.distributed.all_reduce(t)
-        else:
-            t = t.cpu()
-            torch.distributed.all_reduce(t)
+def all_sum(*values: torch.Tensor | float) -> list[float]:
+    """Sum numbers (tensors on any device, or floats) over every rank; one sync, floats back."""
+    dist = torch.distributed
+    on_gpu = [v.device for v in values if isinstance(v, torch.Tensor) and v.device.type == "cuda"]
+    device = on_gpu[0] if on_gpu else torch.device("cpu")
+    if dist.is_initialized() and dist.get_backend() == "gloo":
+        device = torch.device("cpu")
+    t = torch.stack([torch.as_tensor(v).detach().to(device, torch.float64).reshape(()) for v in values])
+    if dist.is_initialized():
+        dist.all_reduce(t)
     return t.tolist()
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """Copy a batch to the device without waiting for it (pinned host memory on GPU)."""
+    if device.type != "cuda":
+        return batch
+    return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
 
 
 def barrier() -> None:
@@ -83,6 +91,7 @@ def train_loop_per_worker(payload: dict) -> None:
     torch.manual_seed(cfg.seed + rank)
     _quiet_libraries()
     if device.type == "cuda":
+        torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
@@ -176,7 +185,7 @@ def train_loop_per_worker(payload: dict) -> None:
         for i, (batch, real) in enumerate(batches):
             if i < skip:
                 continue
-            x = {k: v.to(device, non_blocking=True) for k, v in collate(batch, cfg.layout, cfg.ctx_len, pad_id, real).items()}
+            x = to_device(collate(batch, cfg.layout, cfg.ctx_len, pad_id, real), device)
             n = len(x["loss_labels"])
             seen_tokens += sum(len(r["ids"]) for seq in batch for r in seq) if real else 0
             last_micro = (i + 1) % cfg.grad_accum == 0
@@ -192,8 +201,7 @@ def train_loop_per_worker(payload: dict) -> None:
             if step % cfg.log_every == 0 or step == total_steps:
                 # one sync per log line: the loss, the tokens, and rank 0's clock saying a state save is due
                 due = float(rank == 0 and time.monotonic() - last_save >= cfg.save_minutes * 60)
-                loss_total, tok_total, seen_total, due_total = all_sum(
-                    run_loss, run_tokens, torch.tensor(float(seen_tokens)), torch.tensor(due))
+                loss_total, tok_total, seen_total, due_total = all_sum(run_loss, run_tokens, seen_tokens, due)
                 state_due = due_total > 0
                 now = time.perf_counter()
                 line = {"step": step, "epoch": epoch + 1, "loss": loss_total / max(tok_total, 1), "lr": engine.lr(),
@@ -243,7 +251,7 @@ def train_loop_per_worker(payload: dict) -> None:
             del state_dict
         # -- the full training state for --resume, when it is due (see save_minutes / save_every)
         due = float(rank == 0 and time.monotonic() - last_save >= cfg.save_minutes * 60)
-        if not last and (all_sum(torch.tensor(due))[0] > 0 or cfg.save_every):
+        if not last and (all_sum(due)[0] > 0 or cfg.save_every):
             save_state(epoch + 1, 0, [0.0, 0.0])
         ray.train.report({**row, "best_epoch": best["epoch"], "best_val_ppl": best["val_ppl"]})
         if stopped:
@@ -274,7 +282,7 @@ def evaluate(engine: Engine, rows: list[dict], cfg: TrainConfig, rank: int, worl
     total = torch.zeros((), device=device, dtype=torch.float64)
     count = torch.zeros((), device=device, dtype=torch.float64)
     for batch, real in batches:
-        x = {k: v.to(device, non_blocking=True) for k, v in collate(batch, cfg.layout, cfg.ctx_len, pad_id, real).items()}
+        x = to_device(collate(batch, cfg.layout, cfg.ctx_len, pad_id, real), device)
         with engine.autocast():
             total += engine.forward_model(**x)
         count += len(x["loss_labels"])

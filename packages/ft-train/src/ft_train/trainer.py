@@ -149,6 +149,8 @@ def fit(payload: dict, cfg: TrainConfig, total_steps: int) -> None:
     from ft_train.loop import train_loop_per_worker
 
     use_gpu = cfg.device == "cuda" or (cfg.device == "auto" and _has_gpu())
+    # Ray Train notices the workers have finished at its next health check (2 s by default).
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     if not ray.is_initialized():
         if cfg.address:
             ray.init(address=cfg.address, log_to_driver=not cfg.quiet, logging_level="WARNING")

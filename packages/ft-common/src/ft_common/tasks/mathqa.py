@@ -11,8 +11,8 @@ import re
 from ft_common.tasks.base import Task
 
 OPTION_LETTERS = "abcde"
-_FINAL = re.compile(r"####\s*\(?([a-eA-E])\)?\b")
-_ANSWER_WORD = re.compile(r"answer\s*(?:is)?\s*[:=]?\s*\(?([a-eA-E])\)?(?![a-z])", re.IGNORECASE)
+_FINAL = re.compile(r"####\s*\(?\s*([a-eA-E])\s*\)?(?![a-zA-Z])")
+_ANSWER_WORD = re.compile(r"answer\s*(?:is)?\s*[:=]?\s*\(?\s*([a-eA-E])\s*\)?(?![a-z])", re.IGNORECASE)
 
 
 def final_option(text: str) -> str | None:

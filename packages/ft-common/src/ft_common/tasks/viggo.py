@@ -14,11 +14,13 @@ FUNCTIONS = (
     "suggest", "request_explanation", "recommend", "request_attribute",
 )
 
-# The fixed precedence order of the 14 attributes (the ViGGO data and the case study's prompt).
+# The fixed precedence order of the 14 attributes. Every MR in the ViGGO train and
+# valid files follows exactly this order (checked over all 5,817 references; no pair
+# of attributes ever appears in both orders).
 ATTRIBUTES = (
-    "name", "release_year", "esrb", "rating", "genres", "player_perspective",
-    "platforms", "developer", "exp_release_date", "specifier", "has_multiplayer",
-    "available_on_steam", "has_linux_release", "has_mac_release",
+    "name", "exp_release_date", "release_year", "developer", "esrb", "rating",
+    "genres", "player_perspective", "has_multiplayer", "platforms",
+    "available_on_steam", "has_linux_release", "has_mac_release", "specifier",
 )
 
 TASK = Task(name="viggo", description="video-game sentence -> meaning representation (GEM/viggo)")

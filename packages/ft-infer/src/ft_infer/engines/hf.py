@@ -61,6 +61,7 @@ class HFEngine:
         self.compile = compile
         self.quiet = quiet
         self._cache = None  # the static cache, reused while batches keep its shape
+        self._criteria = {}  # stop strings -> StopStringCriteria (seconds to build for a large vocabulary)
         self.model = None  # loaded on the first generate() call
         self.tokenizer = None
 
@@ -134,7 +135,6 @@ class HFEngine:
         """Generate for one batch; each row's ids end at (and include) its stop token."""
         import torch
         from transformers import DynamicCache
-        from transformers.generation.stopping_criteria import StopStringCriteria
 
         opts, model, device = self.options, self.model, self.device
         n, width, new = len(prompts), max(len(p) for p in prompts), opts.max_new_tokens
@@ -150,7 +150,7 @@ class HFEngine:
         ids, mask = ids.to(device), mask.to(device)
         positions = (mask[:, :width].cumsum(-1) - 1).clamp(min=0)
         stop_ids = torch.tensor(sorted(plan.token_ids), dtype=torch.long, device=device)
-        criterion = StopStringCriteria(self.tokenizer, list(plan.strings)) if plan.strings else None
+        criterion = self._criterion(plan.strings) if plan.strings else None
         generator = None
         if not opts.greedy:
             generator = torch.Generator(device=device).manual_seed(opts.seed)
@@ -184,6 +184,8 @@ class HFEngine:
                 mask[:, width + step] = 1
                 if static:  # fixed shapes: the whole mask, the cache slot to fill
                     extra["cache_position"] = torch.full((1,), width + step, dtype=torch.long, device=device)
+                    if self.compile:  # CUDA graphs: the last step's outputs are no longer needed
+                        torch.compiler.cudagraph_mark_step_begin()
                     logits = self.forward(input_ids=token[:, None], attention_mask=mask, position_ids=position,
                                           past_key_values=cache, use_cache=True, **extra).logits[:, -1]
                 else:
@@ -191,6 +193,14 @@ class HFEngine:
                                    position_ids=position, past_key_values=cache, use_cache=True).logits[:, -1]
         rows = generated[:, :steps].tolist()
         return [row[:length] for row, length in zip(rows, lengths.tolist(), strict=True)]
+
+    def _criterion(self, strings: tuple[str, ...]):
+        """transformers' StopStringCriteria (stop strings matched on the device), built once per stop list."""
+        from transformers.generation.stopping_criteria import StopStringCriteria
+
+        if strings not in self._criteria:
+            self._criteria[strings] = StopStringCriteria(self.tokenizer, list(strings))
+        return self._criteria[strings]
 
     def _static(self, batch: int, length: int):
         """A StaticCache for (batch, length), reused (and reset) while the shape stays the same."""

@@ -6,6 +6,7 @@ import pytest
 from ft_score.sandbox import Limits
 from ft_score.sql import (
     SqlChecker,
+    ast_equivalent,
     is_ordered,
     normalize_sql,
     parse_sql,
@@ -89,7 +90,8 @@ def test_float_tolerance_and_multiset_comparison():
 
 def test_ast_helpers():
     assert normalize_sql("SELECT  a\nFROM t ;") == "SELECT a FROM t"
-    assert parse_sql("select A from T") == parse_sql("SELECT a FROM t")
+    assert ast_equivalent(parse_sql("select A from T"), parse_sql("SELECT a FROM t"))
+    assert not ast_equivalent(parse_sql("select a from t"), parse_sql("SELECT b FROM t"))
     assert parse_sql("SELEC x") is None and parse_sql("((((") is None and parse_sql("SELECT 1; DROP TABLE t") is None
     assert is_ordered("SELECT a FROM t ORDER BY a", parse_sql("SELECT a FROM t ORDER BY a"))
     assert not is_ordered("SELECT a FROM (SELECT a FROM t ORDER BY a)", parse_sql("SELECT a FROM (SELECT a FROM t ORDER BY a)"))
@@ -138,3 +140,18 @@ def test_empty_tables_and_db_dir_override(checker, tmp_path):
         s = c.score({"id": "s", "completion": "SELECT a FROM t", "meta": {
             "reference": "SELECT a FROM t", "db_id": "x", "db_dir": "/nonexistent"}})
         assert s["correct"] and s["checked_by"] == "database"
+
+
+@pytest.mark.parametrize("completion, failure", [
+    ("", "unparsable"),
+    ("SELECT (((((name FROM head", "unparsable"),
+    ("SELECT " + "x" * 10_000, None),
+    ("SELECT name FROM head WHERE " + " OR ".join(["age > 1"] * 1500), None),
+    ("((((" * 2500, "unparsable"),
+    ("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r", None),
+])
+def test_adversarial_sql_completions_get_a_score(checker, completion, failure):
+    s = score(checker, completion)
+    assert s["correct"] is False and s["failure"] in {"unparsable", "execution_error", "timeout", "wrong_result"}
+    if failure:
+        assert s["failure"] == failure

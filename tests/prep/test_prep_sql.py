@@ -192,3 +192,27 @@ def test_llm_tables_against_a_local_server(prep, tmp_path):
 def test_jobs_keep_order_and_output(prep, shared_data):
     args = ("sql", "--data", shared_data, "--source", "spider", "--limit", "40", "-q")
     assert prep(*args).out == prep(*args, "--jobs", "2").out
+
+
+def test_hub_branch_with_a_fake_dataset():
+    from ft_prep import sql
+
+    rows = [{"question": f"Q{i}?", "context": "CREATE TABLE t (a VARCHAR, b INTEGER)",
+             "answer": f"SELECT a FROM t WHERE b > {i}"} for i in range(40)]
+    calls = []
+
+    def fake_load(hub_id, split=None):
+        calls.append((hub_id, split))
+        return rows
+
+    train = list(sql.records(sql.source_rows("hub", None, "train", load=fake_load), "train"))
+    valid = list(sql.records(sql.source_rows("hub", None, "valid", load=fake_load), "valid"))
+    assert calls[0] == ("b-mc2/sql-create-context", "train")
+    assert len(train) + len(valid) == 40 and train[0]["meta"]["source"] == "hub"
+    assert train[0]["meta"]["reference"] == rows[int(train[0]["id"].split("/")[-1])]["answer"]
+    assert all("tables" in r["meta"] for r in train)
+
+
+def test_source_all_starts_with_wikisql(prep, shared_data):
+    recs = prep("sql", "--data", shared_data, "--limit", "2", "--tables", "none").records
+    assert [r["id"] for r in recs] == ["sql/train/wikisql-0", "sql/train/wikisql-1"]
