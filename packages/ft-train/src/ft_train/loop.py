@@ -163,6 +163,7 @@ def train_loop_per_worker(payload: dict) -> None:
         barrier()
 
     last_save = time.monotonic()
+    ray_parent = os.getppid()
     writer = checkpoint.BackgroundWriter()  # rank 0 writes checkpoint folders while training goes on
     metrics_fh = open(out / "metrics.jsonl", "a", encoding="utf-8") if rank == 0 else None
 
@@ -197,6 +198,8 @@ def train_loop_per_worker(payload: dict) -> None:
             if not engine.step():
                 continue
             step += 1
+            if os.getppid() != ray_parent:  # our Ray node was killed (ft-train killed): stop writing now
+                os._exit(1)
             state_due = False
             if step % cfg.log_every == 0 or step == total_steps:
                 # one sync per log line: the loss, the tokens, and rank 0's clock saying a state save is due

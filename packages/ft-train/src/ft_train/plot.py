@@ -23,6 +23,7 @@ def plot_curve(metrics_path: Path, out_png: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     steps, epochs = read_metrics(metrics_path)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
@@ -34,6 +35,7 @@ def plot_curve(metrics_path: Path, out_png: Path) -> None:
     ax1.set_xlabel("optimizer step")
     ax1.set_ylabel("loss")
     ax1.legend()
+    ax2.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("validation perplexity")
     ax2.set_yscale("log")

@@ -149,6 +149,12 @@ def fit(payload: dict, cfg: TrainConfig, total_steps: int) -> None:
     from ft_train.loop import train_loop_per_worker
 
     use_gpu = cfg.device == "cuda" or (cfg.device == "auto" and _has_gpu())
+    if use_gpu and not cfg.address:  # else Ray would wait for GPUs that never come
+        import torch
+
+        if torch.cuda.device_count() < cfg.workers:
+            raise UsageError(f"--workers {cfg.workers} needs {cfg.workers} GPUs; this machine has "
+                             f"{torch.cuda.device_count()} (use --device cpu, or fewer workers)")
     # Ray Train notices the workers have finished at its next health check (2 s by default).
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     if not ray.is_initialized():
