@@ -65,6 +65,8 @@ def run_naive(engine: HFEngine, records: list[dict], options: GenerationOptions,
     from transformers import StoppingCriteriaList, StopStringCriteria
 
     tok, model = engine.tokenizer, engine.model
+    if tok.pad_token is None:  # the tokenizer must pad for a batched generate
+        tok.pad_token_id = engine.pad_id
     stops = tuple(records[0].get("stop", ()))
     plan = plan_stops(tok, stops, engine.eos)
     eos = sorted(plan.token_ids)

@@ -25,8 +25,10 @@ log() { echo "[reproduce $task] $*" >&2; }
 
 train() {  # NAME MODEL TRAIN VALID [ft-train flags...]
   local name=$1 model=$2 tr=$3 va=$4; shift 4
+  if [ -e "$out/$name/best" ]; then log "train $name: done already ($out/$name/best)"; return; fi
   log "train $name"
-  ft-train -m "$model" --train "$tr" --valid "$va" -o "$out/$name" "$@" > "$out/$name.train.json"
+  # shellcheck disable=SC2086  # TRAIN_FLAGS is a list of extra flags
+  ft-train -m "$model" --train "$tr" --valid "$va" -o "$out/$name" "$@" ${TRAIN_FLAGS:-} > "$out/$name.train.json"
 }
 infer() {  # NAME MODEL RECORDS [ft-infer flags...]
   local name=$1 model=$2 records=$3; shift 3

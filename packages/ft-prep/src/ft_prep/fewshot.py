@@ -64,7 +64,8 @@ VIGGO_INSTRUCTION = (
 
 
 def viggo_fewshot(sentence: str) -> tuple[str, list[str]]:
-    return f"{VIGGO_INSTRUCTION}Sentence: {sentence}\nOutput:", ["\n"]
+    # Not a bare "\n": small models often open with a line break and would stop at once.
+    return f"{VIGGO_INSTRUCTION}Sentence: {sentence}\nOutput:", ["\n\n", "\nSentence", "\nExample"]
 
 
 def viggo_chat(sentence: str) -> list[dict]:

@@ -63,7 +63,9 @@ def read_data_file(path: str) -> DataFile:
     except UnicodeDecodeError as exc:
         raise InputError(f"{name}: not UTF-8 text ({exc.reason})") from None
     records = []
-    for lineno, line in enumerate(text.splitlines(), 1):
+    # split on "\n" only: str.splitlines() also breaks at U+2028 and friends, which
+    # JSON strings may hold raw (GSM8K has them).
+    for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:

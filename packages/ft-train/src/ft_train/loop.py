@@ -56,8 +56,10 @@ def all_sum(*values: torch.Tensor | float) -> list[float]:
     dist = torch.distributed
     on_gpu = [v.device for v in values if isinstance(v, torch.Tensor) and v.device.type == "cuda"]
     device = on_gpu[0] if on_gpu else torch.device("cpu")
-    if dist.is_initialized() and dist.get_backend() == "gloo":
-        device = torch.device("cpu")
+    if dist.is_initialized():
+        # gloo reduces host tensors; nccl only device tensors, even when every value is a float.
+        gloo = dist.get_backend() == "gloo"
+        device = torch.device("cpu") if gloo else torch.device("cuda", torch.cuda.current_device())
     t = torch.stack([torch.as_tensor(v).detach().to(device, torch.float64).reshape(()) for v in values])
     if dist.is_initialized():
         dist.all_reduce(t)
