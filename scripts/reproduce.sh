@@ -51,7 +51,9 @@ generate_viggo() {
   infer fewshot-qwen1.5b "$LARGE" "$DATA/viggo-valid-fewshot.jsonl" --max-new-tokens 128
 }
 score_viggo() {
-  for name in ft-smollm2 fewshot-smollm2 fewshot-qwen1.5b; do score "$name" viggo; done
+  # Strict for the fine-tuned model, as trained; the first MR in the text for prompted ones.
+  score ft-smollm2 viggo --extract strict
+  for name in fewshot-smollm2 fewshot-qwen1.5b; do score "$name" viggo --extract first; done
 }
 
 generate_sql() {

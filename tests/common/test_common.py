@@ -1,12 +1,9 @@
 import io
 import json
 import os
-import sys
 
 import click
 import pytest
-from click.testing import CliRunner
-
 from ft_common.atomic import atomic_dir, atomic_write
 from ft_common.cli import common_options, input_argument, output_option, run
 from ft_common.errors import InputError, MissingExtraError, require_module

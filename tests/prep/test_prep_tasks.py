@@ -33,7 +33,7 @@ def test_viggo_fewshot_and_chat(prep, shared_data):
     prompt = few[0]["prompt"]
     assert all(f"'{f}'" in prompt for f in FUNCTIONS) and all(f"'{a}'" in prompt for a in ATTRIBUTES)
     assert prompt.count("Example ") == 9 and "must follow the order listed above" in prompt
-    assert prompt.endswith(f"Sentence: {few[0]['meta']['input']}\nOutput:") and few[0]["stop"] == ["\n"]
+    assert prompt.endswith(f"Sentence: {few[0]['meta']['input']}\nOutput:") and few[0]["stop"] == ["\n\n", "\nSentence", "\nExample"]
     assert "target" not in few[0] and "special_tokens" not in few[0]
     assert chat[0]["messages"][-1]["content"].endswith(chat[0]["meta"]["input"])
     assert "prompt" not in chat[0] and chat[0]["format"] == "chat"

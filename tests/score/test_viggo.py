@@ -114,3 +114,15 @@ def test_every_real_reference_scores_correct_against_itself(shared_data):
             for row in csv.DictReader(fh):
                 s = checker.score({"completion": row["mr"], "meta": {"reference": row["mr"]}})
                 assert s["correct"] and s["exact"], (row["mr"], s)
+
+
+def test_first_extraction_takes_the_first_mr_in_free_text():
+    from ft_score.viggo import ViggoChecker, first_mr_text
+
+    text = " Output: give_opinion(name[SpellForce 3], rating[poor]) Output: inform(name[X])"
+    assert first_mr_text(text) == "give_opinion(name[SpellForce 3], rating[poor])"
+    assert first_mr_text("inform(name[a (b) c], genres[x, y])!") == "inform(name[a (b) c], genres[x, y])"
+    assert first_mr_text("nothing here") == "nothing here"
+    record = {"id": "v/0", "meta": {"reference": "give_opinion(name[SpellForce 3], rating[poor])"}}
+    assert ViggoChecker("first").check(record, text)["correct"] is True
+    assert ViggoChecker().check(record, text)["correct"] is False

@@ -83,13 +83,16 @@ def cli() -> None:
 
 
 @task_command("viggo")
-def viggo(input, output, summary_path, limit, quiet):
+@click.option("--extract", type=click.Choice(["strict", "first"]), default="strict", show_default=True,
+              help="strict: the completion must be one MR (fine-tuned models); first: the first MR "
+                   "in the completion (prompted baselines that add text around it).")
+def viggo(input, output, summary_path, limit, quiet, extract):
     """Score ViGGO meaning representations: function, attribute set, attribute order.
 
     \b
       ft-prep viggo --split valid | ft-infer -m ckpt | ft-score viggo --summary s.json
     """
-    score_stream(ViggoChecker(), input, output, summary_path, limit, quiet)
+    score_stream(ViggoChecker(extract), input, output, summary_path, limit, quiet)
 
 
 @task_command("sql")

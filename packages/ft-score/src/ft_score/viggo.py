@@ -99,6 +99,27 @@ def parse_mr(text: str) -> MR:
     return MR(function, tuple(slots))
 
 
+_ANY_FUNCTION = re.compile(r"\b(" + "|".join(FUNCTIONS) + r")\s*\(")
+
+
+def first_mr_text(text: str) -> str:
+    """The first `function(...)` of a ViGGO function in free text (prompted models add
+    prefixes like 'Output:' and run on past the answer); the text itself when there is none."""
+    match = _ANY_FUNCTION.search(text)
+    if not match:
+        return text
+    depth = 0
+    for pos in range(match.end(), len(text)):
+        char = text[pos]
+        if char == "[":
+            depth += 1
+        elif char == "]":
+            depth = max(depth - 1, 0)
+        elif char == ")" and depth == 0:
+            return text[match.start():pos + 1]
+    return text[match.start():]
+
+
 def same_order(attributes: tuple[str, ...], reference: tuple[str, ...]) -> bool:
     """True when the attributes both sequences share come in the reference's relative order."""
     shared = set(attributes) & set(reference)
@@ -128,8 +149,14 @@ def _normal(text: str) -> str:
 
 
 class ViggoChecker(Checker):
+    """extract="strict": the completion must be one MR (fine-tuned models);
+    "first": the first MR found in the completion (prompted baselines)."""
+
     task = "viggo"
     metrics = ("function", "attribute_set", "attribute_order", "correct_unordered", "exact", "value_f1")
+
+    def __init__(self, extract: str = "strict"):
+        self.extract = extract
 
     def check(self, record: dict, completion: str) -> dict:
         reference_text = reference_of(record)
@@ -138,6 +165,8 @@ class ViggoChecker(Checker):
         except MRError as exc:
             return self.reference_failure(record, f"reference MR: {exc}")
         answer = completion.strip()
+        if self.extract == "first":
+            answer = first_mr_text(answer)
         score = {"correct": False, "function": False, "attribute_set": False,
                  "attribute_order": False, "correct_unordered": False,
                  "exact": _normal(answer) == _normal(reference_text), "value_f1": 0.0}
