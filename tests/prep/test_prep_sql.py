@@ -2,12 +2,11 @@
 
 import json
 import sqlite3
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
 import sqlglot
+from fake_openai import QuietHandler, chat_completion, read_json, send_json, serve
 from ft_prep.sql import context_schema
 from ft_prep.sql_build import SqlDrop, build, wikisql_column, wikisql_sql
 from ft_prep.sql_tables import synthetic_tables
@@ -149,40 +148,23 @@ def test_sql_create_context_file(prep, tmp_path):
     assert res.code == 2 and "row 0" in res.err and "'answer'" in res.err
 
 
-class FakeOpenAI(BaseHTTPRequestHandler):
+class FakeOpenAI(QuietHandler):
     """A tiny OpenAI-compatible /v1/chat/completions that writes test tables."""
 
     def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = read_json(self)
         assert body["model"] == "table-writer"
         content = '```json\n{"head": [[60], [20], [30], [70]]}\n```'
-        reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                 "choices": [{"index": 0, "finish_reason": "stop",
-                              "message": {"role": "assistant", "content": content}}],
-                 "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+        send_json(self, chat_completion(body["model"], {"role": "assistant", "content": content}))
 
 
 def test_llm_tables_against_a_local_server(prep, tmp_path):
     pytest.importorskip("openai")
-    server = HTTPServer(("127.0.0.1", 0), FakeOpenAI)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serve(FakeOpenAI) as base_url:
         path = tmp_path / "scc.json"
         path.write_text(json.dumps([{"question": "Older than 56?", "context": "CREATE TABLE head (age INTEGER)",
                                      "answer": "SELECT COUNT(*) FROM head WHERE age > 56"}] * 3))
-        res = prep("sql", "--source", path, "--tables", "llm", "--base-url",
-                   f"http://127.0.0.1:{server.server_port}/v1", "--model", "table-writer")
-    finally:
-        server.shutdown()
+        res = prep("sql", "--source", path, "--tables", "llm", "--base-url", base_url, "--model", "table-writer")
     assert res.code == 0, res.err
     tables = res.records[0]["meta"]["tables"]
     assert tables == {"head": {"columns": [["age", "INTEGER"]], "rows": [[60], [20], [30], [70]]}}

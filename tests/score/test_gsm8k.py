@@ -1,10 +1,9 @@
 """GSM8K checker: strict and flexible extraction, agreement, and the LLM extractor on a local server."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from fake_openai import QuietHandler, chat_completion, read_json, send_json, serve
 from ft_score.gsm8k import Gsm8kChecker, flexible_answer, strict_answer
 from ft_score.llm import LLMExtractor
 
@@ -64,13 +63,13 @@ def test_gold_from_reference_and_adversarial():
 # ---------------------------------------------------------------- the LLM extractor
 
 
-class FakeOpenAI(BaseHTTPRequestHandler):
+class FakeOpenAI(QuietHandler):
     """/v1/chat/completions answering with a report_answer tool call: the last integer in the prompt."""
 
     requests: list = []
 
     def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = read_json(self)
         FakeOpenAI.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
         solution = body["messages"][-1]["content"].split("Solution:\n", 1)[1]
         if "REFUSE" in solution:
@@ -80,29 +79,14 @@ class FakeOpenAI(BaseHTTPRequestHandler):
             arguments = json.dumps({"answer": int(float(answer)) if answer else "none"})
             message = {"role": "assistant", "content": None, "tool_calls": [
                 {"id": "call_1", "type": "function", "function": {"name": "report_answer", "arguments": arguments}}]}
-        reply = {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
-                 "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
-                 "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+        send_json(self, chat_completion(body["model"], message, "tool_calls"))
 
 
 @pytest.fixture(scope="module")
 def server():
     pytest.importorskip("openai")
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(FakeOpenAI) as base_url:
+        yield base_url
 
 
 def test_llm_extractor_calls_report_answer(server, monkeypatch):
