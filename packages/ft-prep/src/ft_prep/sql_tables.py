@@ -251,15 +251,19 @@ class Runner:
         return self.plans[key]
 
     def check(self, candidate: dict[str, list[dict]]) -> bool:
-        """The case study's validity rule: a result neither empty nor the whole table."""
-        plan = self.plan(candidate) if self.supported else None
+        """The case study's validity rule: a result neither empty nor the whole table,
+        in SQLite and in sqlglot's executor (ft-score's two engines). SQLite goes first:
+        it is the cheap check, and most rejected candidates fail there."""
+        if not self.supported or not self.check_sqlite(candidate):
+            return False
+        plan = self.plan(candidate)
         if plan is None:
             return False
         try:
             rows = PythonExecutor(tables=ensure_tables(candidate)).execute(plan).rows
         except Exception:  # the executor raises many kinds on queries it cannot run
             return False
-        return _valid(rows, candidate) and self.check_sqlite(candidate)
+        return _valid(rows, candidate)
 
     def check_sqlite(self, candidate: dict[str, list[dict]]) -> bool:
         """The same rule in an in-memory SQLite database (ft-score's default engine).
