@@ -3,8 +3,7 @@
 # into /tmp/site (on PYTHONPATH) and the ft packages from the carried tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cat /tmp/stage/part-* > /tmp/bundle.tar
-echo "$(cat /tmp/stage/bundle.sha256)  /tmp/bundle.tar" | sha256sum -c --quiet -
+bash scripts/carry_join.sh /tmp/stage /tmp/bundle.tar
 tar -xf /tmp/bundle.tar
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 # The ft packages run from the carried tree: source folders on PYTHONPATH, and a

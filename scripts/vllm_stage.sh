@@ -20,7 +20,6 @@
 # fastapi's [standard] extras (uvicorn ...), watchfiles, ijson, python-json-logger.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-piece=${PIECE_BYTES:-62914560}
 vllm_dir=${VLLM_WHEEL_DIR:-/tmp/vl}
 
 WHEELS=(
@@ -76,19 +75,9 @@ if [ "$n" -ne "${#WHEELS[@]}" ]; then
   exit 1
 fi
 
-rm -rf .carry/v[0-9]* .carry/vbundle.tar .carry/vpart-*
 mkdir -p .carry
 tar -cf .carry/vbundle.tar .vllm-whl
-sha256sum .carry/vbundle.tar | cut -d' ' -f1 > .carry/vbundle.sha256
-split -b "$piece" -d -a 2 .carry/vbundle.tar .carry/vpart-
-i=0
-for part in .carry/vpart-*; do
-  mkdir -p ".carry/v$i"
-  mv "$part" ".carry/v$i/part-${part##*-}"
-  i=$((i + 1))
-done
-mv .carry/vbundle.sha256 ".carry/v$((i - 1))/"
+bash scripts/carry_split.sh .carry/vbundle.tar v
 rm .carry/vbundle.tar
 du -sh .vllm-whl
-echo "$n wheels in $i pieces:" >&2
-du -sh .carry/v[0-9]*
+echo "$n wheels" >&2

@@ -6,8 +6,7 @@
 set -euo pipefail
 stage=${VSTAGE:-/tmp/vstage}
 site=${VSITE:-/tmp/vsite}
-cat "$stage"/part-* > /tmp/vbundle.tar
-echo "$(cat "$stage"/vbundle.sha256)  /tmp/vbundle.tar" | sha256sum -c --quiet -
+bash "$(dirname "$0")/carry_join.sh" "$stage" /tmp/vbundle.tar
 rm -rf /tmp/vwhl && mkdir -p /tmp/vwhl
 tar -xf /tmp/vbundle.tar -C /tmp/vwhl
 rm /tmp/vbundle.tar

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Split FILE into pieces of at most 60 MiB for the GPU machine, one carried folder
+# per device call: .carry/PREFIX0, .carry/PREFIX1, ... (each holding part-NN); the
+# last folder also holds FILE's sha256, which scripts/carry_join.sh checks there.
+#
+#   bash scripts/carry_split.sh FILE PREFIX
+set -euo pipefail
+src=${1:?usage: carry_split.sh FILE PREFIX}
+prefix=${2:?usage: carry_split.sh FILE PREFIX}
+piece=${PIECE_BYTES:-62914560}
+mkdir -p .carry
+rm -rf ".carry/$prefix"[0-9]*
+tmp=$(mktemp -d .carry/split.XXXXXX)
+split -b "$piece" -d -a 2 "$src" "$tmp/part-"
+i=0
+for part in "$tmp"/part-*; do
+  mkdir -p ".carry/$prefix$i"
+  mv "$part" ".carry/$prefix$i/"
+  i=$((i + 1))
+done
+rmdir "$tmp"
+sha256sum "$src" | cut -d' ' -f1 > ".carry/$prefix$((i - 1))/sha256"
+echo "$src: $i pieces in .carry/${prefix}0 .. .carry/${prefix}$((i - 1))" >&2
