@@ -64,9 +64,6 @@ META: dict[str, dict[str, str]] = {
     "generic": {"label": "optional class label, for classification scoring"},
 }
 
-KEY_NAMES = frozenset(k.name for k in KEYS)
-
-
 def record_id(record: dict, index: int | None = None) -> str:
     """The record's id for messages, or its position when it has none."""
     rid = record.get("id")

@@ -11,7 +11,7 @@ stop token <END_A>.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 START_Q, END_Q, START_A, END_A = "<START_Q>", "<END_Q>", "<START_A>", "<END_A>"
 SPECIAL_TOKENS: tuple[str, ...] = (START_Q, END_Q, START_A, END_A)
@@ -36,7 +36,6 @@ class Task:
     # The layout is configurable so a generic user task can bring its own markers.
     prompt_template: str = START_Q + "{input}" + END_Q + START_A
     target_template: str = "{output}" + END_A
-    extra: dict = field(default_factory=dict)
 
     def prompt(self, input_text: str) -> str:
         return self.prompt_template.replace("{input}", input_text)
