@@ -64,6 +64,7 @@ META: dict[str, dict[str, str]] = {
     "generic": {"label": "optional class label, for classification scoring"},
 }
 
+
 def record_id(record: dict, index: int | None = None) -> str:
     """The record's id for messages, or its position when it has none."""
     rid = record.get("id")
