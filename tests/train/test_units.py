@@ -136,14 +136,43 @@ def test_packed_attention_is_block_diagonal(tiny_model):
 
 
 @pytest.mark.parametrize("layout", ["pack", "group", "pad"])
-def test_every_rank_gets_the_same_number_of_batches(layout):
+@pytest.mark.parametrize("batch_size, batch_tokens", [(4, 0), (None, 256)])
+def test_every_rank_gets_the_same_number_of_batches(layout, batch_size, batch_tokens):
     rows = _rows([5 + (i * 7) % 40 for i in range(101)])
-    batches = make_batches(rows, layout, 4, 64, seed=1)
+    batches = make_batches(rows, layout, batch_size, batch_tokens, 64, seed=1)
     shards = [shard(batches, r, 3, multiple=2) for r in range(3)]
     assert len({len(s) for s in shards}) == 1 and len(shards[0]) % 2 == 0
     real = [b for s in shards for b, ok in s if ok]
     assert len(real) == len(batches)  # every batch once, the fill-ins marked not real
-    assert make_batches(rows, layout, 4, 64, seed=1) == batches  # the order is a function of the seed
+    assert make_batches(rows, layout, batch_size, batch_tokens, 64, seed=1) == batches  # a function of the seed
+    kept = sorted(tuple(r["ids"]) for b in batches for seq in b for r in seq)
+    assert kept == sorted(tuple(r["ids"]) for r in rows)  # every row exactly once
+
+
+def test_grouped_batches_fit_the_token_budget_with_little_padding():
+    rows = _rows([5 + (i * 37) % 120 for i in range(2000)])
+    batches = make_batches(rows, "group", None, 1024, 512, seed=3)
+    padded = [len(b) * max(len(seq[0]["ids"]) for seq in b) for b in batches]
+    assert max(padded) <= 1024
+    real = sum(len(r["ids"]) for r in rows)
+    assert real / sum(padded) > 0.9  # length grouping: under 10% padding
+    assert sum(padded) / len(batches) > 0.8 * 1024  # batches are full
+
+
+def test_right_padded_rows_need_no_mask(tiny_model):
+    """Grouped rows carry no attention mask: causal attention never sees the padding to the right,
+    so a real token's logits are the same as the record's alone."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation="sdpa").eval()
+    a = {"ids": [10, 11, 12, 13, 14], "labels": [IGNORE] * 5}
+    b = {"ids": [20, 21], "labels": [IGNORE] * 2}
+    x = collate([[a], [b]], "group", 16, pad_id=0)
+    assert set(x) == {"input_ids", "loss_index", "loss_labels"}
+    with torch.no_grad():
+        both = model(input_ids=x["input_ids"], use_cache=False).logits
+        alone_b = model(input_ids=torch.tensor([b["ids"]])).logits[0]
+    assert torch.allclose(both[1, :2], alone_b, atol=1e-5)
 
 
 def test_loss_model_matches_the_plain_loss(tiny_model):
@@ -156,7 +185,8 @@ def test_loss_model_matches_the_plain_loss(tiny_model):
     x = collate([[rows[0]], [rows[1]]], "group", 16, pad_id=0)
     with torch.no_grad():
         got = CausalLMLoss(model)(**x)
-        logits = model(input_ids=x["input_ids"], attention_mask=x["attention_mask"]).logits
+        mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])  # the masked reference of the unmasked batch
+        logits = model(input_ids=x["input_ids"], attention_mask=mask).logits
     labels = torch.tensor([[IGNORE, 12, 13, IGNORE], [21, 22, IGNORE, IGNORE]])
     want = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="sum")
     assert torch.allclose(got, want, atol=1e-4)

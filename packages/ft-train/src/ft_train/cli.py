@@ -54,16 +54,18 @@ stdout: one JSON object at the end: {"best": PATH, "best_val_ppl": X, "epochs": 
               help="Peak learning rate (linear warmup, cosine decay to lr/10).")
 @click.option("--warmup", type=click.FloatRange(0, 1), default=0.03, show_default=True, help="Warmup share of all steps.")
 @click.option("--weight-decay", type=float, default=0.0, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Sequences per worker per micro-step (packed rows of --ctx-len, or records).")
+@click.option("--batch-tokens", type=click.IntRange(min=1), default=None,
+              help="Padded tokens per worker per micro-step. [default: 16384 on GPU, 4096 on CPU]")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Instead of --batch-tokens: a fixed number of sequences per micro-step (records, or packed rows).")
 @click.option("--grad-accum", type=click.IntRange(min=1), default=1, show_default=True,
               help="Micro-steps per optimizer step.")
 @click.option("--ctx-len", type=click.IntRange(min=8), default=512, show_default=True,
               help="Longest sequence; longer records are truncated and counted.")
 @click.option("--loss-on", type=click.Choice(["target", "all"]), default="target", show_default=True,
               help="Loss on target tokens only, or on prompt and target (the case study).")
-@click.option("--layout", type=click.Choice(LAYOUTS), default="pack", show_default=True,
-              help="pack records into ctx-len rows; group by length; or pad every record to ctx-len.")
+@click.option("--layout", type=click.Choice(LAYOUTS), default="group", show_default=True,
+              help="group records by length (no mask needed); pack them into ctx-len rows; or pad each to ctx-len.")
 @click.option("--pad-to-max", is_flag=True, help="Same as --layout pad: the case study's pad-to-512.")
 @click.option("--gradient-checkpointing", is_flag=True, help="Recompute activations (less memory, slower).")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model (GPU, ZeRO-0).")
@@ -85,7 +87,7 @@ stdout: one JSON object at the end: {"best": PATH, "best_val_ppl": X, "epochs": 
 @seed_option()
 @common_options
 def cli(model, train, valid, valid_fraction, out_dir, workers, device, address, zero, offload, ds_config, dtype,
-        epochs, lr, warmup, weight_decay, batch_size, grad_accum, ctx_len, loss_on, layout, pad_to_max,
+        epochs, lr, warmup, weight_decay, batch_tokens, batch_size, grad_accum, ctx_len, loss_on, layout, pad_to_max,
         gradient_checkpointing, compile_, keep, stop_perplexity, patience, save_all, save_minutes, save_every, resume,
         special_tokens_file, log_every, seed, quiet) -> None:
     """Fine-tune every parameter of a causal LM on prompt/target records.
@@ -103,7 +105,7 @@ def cli(model, train, valid, valid_fraction, out_dir, workers, device, address, 
     cfg = TrainConfig(
         model=model, train=train, valid=valid, valid_fraction=valid_fraction, out_dir=out_dir, workers=workers,
         device=device, address=address, zero=zero, offload=offload, ds_config=ds_config, dtype=dtype,
-        epochs=epochs, lr=lr, warmup=warmup, weight_decay=weight_decay, batch_size=batch_size,
+        epochs=epochs, lr=lr, warmup=warmup, weight_decay=weight_decay, batch_tokens=batch_tokens or 0, batch_size=batch_size,
         grad_accum=grad_accum, ctx_len=ctx_len, loss_on=loss_on, layout="pad" if pad_to_max else layout,
         gradient_checkpointing=gradient_checkpointing, compile=compile_, seed=seed, keep=keep,
         stop_perplexity=stop_perplexity, patience=patience, save_all=save_all, save_minutes=save_minutes,

@@ -41,11 +41,12 @@ class TrainConfig:
     weight_decay: float = 0.0  # AdamW weight decay
     betas: tuple[float, float] = (0.9, 0.95)  # AdamW betas
     grad_clip: float = 1.0  # gradient-norm clip (0 = off)
-    batch_size: int = 8  # sequences per worker per micro-step (a packed row of ctx_len, or one record)
+    batch_tokens: int = 0  # padded tokens per worker per micro-step; 0 = auto (16384 on GPU, 4096 on CPU)
+    batch_size: int | None = None  # or a fixed number of sequences per micro-step (a packed row, or one record)
     grad_accum: int = 1  # micro-steps per optimizer step
     ctx_len: int = 512  # longest sequence; longer records are truncated (and counted)
     loss_on: str = "target"  # target (loss on target tokens only) or all (prompt too, as the case study)
-    layout: str = "pack"  # pack (records packed into ctx_len rows, no padding), group (length-grouped batches), pad (every record padded to ctx_len, the case study)
+    layout: str = "group"  # group (length-grouped, right-padded, no attention mask), pack (records packed into ctx_len rows), pad (every record padded to ctx_len, the case study)
     gradient_checkpointing: bool = False  # recompute activations in backward (less memory, ~30% slower)
     compile: bool = False  # torch.compile the model (GPU, ZeRO-0 only)
     seed: int = 0  # seeds weights of new rows (none: mean init), data order, torch RNG

@@ -2,13 +2,20 @@
 
 Three layouts (`--layout`):
 
-- pack (default): records are packed first-fit into rows of ctx_len tokens; each
-  record keeps its own positions (0, 1, ...), and the model sees a block-diagonal
+- group (default): records sorted into length buckets, cut into batches of about
+  --batch-tokens padded tokens, right-padded to each batch's longest. Causal
+  attention never looks right, so a real token never sees the padding after it:
+  no attention mask is needed, and the model takes its fastest path (flash
+  attention, no mask to build, no host sync). Padding is a few percent.
+- pack: records are packed first-fit into rows of ctx_len tokens; each record
+  keeps its own positions (0, 1, ...), and the model sees a block-diagonal
   causal mask (transformers derives it from the position ids when there is no
-  attention mask), so records never attend to each other and no compute is
-  spent on padding beyond the tail of each row.
-- group: records sorted into length buckets, each batch padded to its longest.
+  attention mask), so records never attend to each other. No padding, but the
+  mask costs a slower attention kernel and a host sync per step.
 - pad: every record padded to ctx_len (the case study's recipe, for comparison).
+
+A batch holds --batch-size sequences when that is given, else as many as fit
+in --batch-tokens (for pack and pad: batch_tokens // ctx_len rows).
 
 Labels are shifted here (labels[i] is the token to predict at position i, or
 -100), and a batch lists the positions that have one, so the model computes
@@ -119,27 +126,60 @@ def pack(rows: list[dict], ctx_len: int) -> list[list[dict]]:
     return bins
 
 
-def make_batches(rows: list[dict], layout: str, batch_size: int, ctx_len: int, seed: int) -> list[list[list[dict]]]:
+def default_batch_tokens(gpu: bool) -> int:
+    """--batch-tokens when not given: enough work per step to keep a GPU busy (a small
+    model is launch-bound below that); a smaller step on a CPU."""
+    return 16384 if gpu else 4096
+
+
+def tokens_per_batch(cfg) -> int:
+    """The most tokens one micro-batch holds (for the memory estimate)."""
+    if cfg.batch_size:
+        return cfg.batch_size * cfg.ctx_len
+    return max(cfg.batch_tokens, cfg.ctx_len)
+
+
+def rows_per_batch(batch_size: int | None, batch_tokens: int, ctx_len: int) -> int:
+    """Sequences per batch for the fixed-width layouts (pack, pad)."""
+    return batch_size or max(1, batch_tokens // ctx_len)
+
+
+def make_batches(rows: list[dict], layout: str, batch_size: int | None, batch_tokens: int, ctx_len: int,
+                 seed: int) -> list[list[list[dict]]]:
     """The batches of one epoch, in a seeded order: a batch is a list of sequences,
     a sequence a list of records (several when packed, one otherwise)."""
     rng = random.Random(seed)
+    if layout == "group":
+        return _group_batches(rows, batch_size, batch_tokens, rng)
     if layout == "pack":
         seqs = pack(rows, ctx_len)
-        rng.shuffle(seqs)
-    elif layout == "group":
-        # Sort by length inside shuffled windows of 50 batches: batches of alike lengths, random order.
-        shuffled = rows[:]
-        rng.shuffle(shuffled)
-        window = batch_size * 50
-        seqs = []
-        for s in range(0, len(shuffled), window):
-            seqs += [[r] for r in sorted(shuffled[s:s + window], key=lambda r: len(r["ids"]))]
     else:
         seqs = [[r] for r in rows]
-        rng.shuffle(seqs)
-    batches = [seqs[i:i + batch_size] for i in range(0, len(seqs), batch_size)]
-    if layout == "group":
-        rng.shuffle(batches)
+    rng.shuffle(seqs)
+    n = rows_per_batch(batch_size, batch_tokens, ctx_len)
+    return [seqs[i:i + n] for i in range(0, len(seqs), n)]
+
+
+def _group_batches(rows: list[dict], batch_size: int | None, batch_tokens: int, rng: random.Random) -> list:
+    """Length-grouped batches: shuffle, sort by length inside windows of about 50 batches,
+    cut (by count, or by padded tokens), shuffle the batches."""
+    shuffled = rows[:]
+    rng.shuffle(shuffled)
+    window = 50 * (batch_size * 64 if batch_size else batch_tokens)  # in tokens, roughly
+    batches, start, size = [], 0, 0
+    for end, r in enumerate(shuffled, 1):
+        size += len(r["ids"])
+        if size >= window or end == len(shuffled):
+            batch: list = []
+            for r in sorted(shuffled[start:end], key=lambda r: len(r["ids"])):
+                full = len(batch) == batch_size if batch_size else (len(batch) + 1) * len(r["ids"]) > batch_tokens
+                if batch and full:
+                    batches.append(batch)
+                    batch = []
+                batch.append([r])
+            batches.append(batch)
+            start, size = end, 0
+    rng.shuffle(batches)
     return batches
 
 
@@ -157,11 +197,12 @@ def shard(batches: list, rank: int, world: int, multiple: int = 1) -> list[tuple
 
 
 def collate(batch: list[list[dict]], layout: str, ctx_len: int, pad_id: int, real: bool = True) -> dict:
-    """Tensors for one batch: input_ids, position_ids (and attention_mask for padded layouts),
+    """Tensors for one batch: input_ids, position_ids (pack) or attention_mask (pad),
     and the loss as loss_index (flat positions that have a label) and loss_labels.
 
     Packed rows use position ids that restart at each record and no attention
-    mask, which gives each record its own causal block. Listing the loss
+    mask, which gives each record its own causal block. Grouped rows are
+    right-padded and need neither (see the module doc). Listing the loss
     positions here, on the host, lets the model compute logits only there,
     with no device-to-host sync. A batch with real=False has no loss positions.
     """
@@ -193,9 +234,11 @@ def collate(batch: list[list[dict]], layout: str, ctx_len: int, pad_id: int, rea
             at += k
         if layout == "pack" and at < width:
             pos[b, at:] = torch.arange(width - at)  # the padded tail is its own (unused) block
-    out = {"input_ids": ids, "position_ids": pos,
-           "loss_index": torch.tensor(index, dtype=torch.long), "loss_labels": torch.tensor(labels, dtype=torch.long)}
-    if layout != "pack":
+    out = {"input_ids": ids, "loss_index": torch.tensor(index, dtype=torch.long),
+           "loss_labels": torch.tensor(labels, dtype=torch.long)}
+    if layout == "pack":
+        out["position_ids"] = pos
+    elif layout == "pad":
         out["attention_mask"] = mask
     return out
 

@@ -99,7 +99,8 @@ def deepspeed_config(cfg, stage: int, offload: str, bf16: bool) -> dict:
     if offload == "all" and stage == 3:
         zero["offload_param"] = {"device": "cpu", "pin_memory": torch.cuda.is_available()}
     ds = {
-        "train_micro_batch_size_per_gpu": cfg.batch_size,
+        # DeepSpeed only reports with this; ft-train's batches vary in size when cut by tokens.
+        "train_micro_batch_size_per_gpu": cfg.batch_size or 1,
         "gradient_accumulation_steps": cfg.grad_accum,
         "gradient_clipping": cfg.grad_clip,
         "zero_optimization": zero,

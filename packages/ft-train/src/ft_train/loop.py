@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from ft_train import checkpoint, manifest
 from ft_train.checkpoint import STATE
 from ft_train.config import TrainConfig
-from ft_train.data import collate, make_batches, shard
+from ft_train.data import collate, make_batches, shard, tokens_per_batch
 from ft_train.engine import Engine, activation_estimate, choose_zero, device_memory
 from ft_train.plot import plot_curve
 from ft_train.tokens import resize_embeddings
@@ -43,7 +43,7 @@ class CausalLMLoss(torch.nn.Module):
         super().__init__()
         self.lm = lm
 
-    def forward(self, input_ids, position_ids, loss_index, loss_labels, attention_mask=None):
+    def forward(self, input_ids, loss_index, loss_labels, position_ids=None, attention_mask=None):
         base = getattr(self.lm, self.lm.base_model_prefix)
         hidden = base(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask,
                       use_cache=False).last_hidden_state
@@ -108,7 +108,7 @@ def train_loop_per_worker(payload: dict) -> None:
     train_rows, valid_rows = payload["train_rows"], payload["valid_rows"]
 
     def epoch_batches(epoch: int):
-        batches = make_batches(train_rows, cfg.layout, cfg.batch_size, cfg.ctx_len, seed=cfg.seed * 1000 + epoch)
+        batches = make_batches(train_rows, cfg.layout, cfg.batch_size, cfg.batch_tokens, cfg.ctx_len, seed=cfg.seed * 1000 + epoch)
         return shard(batches, rank, world, multiple=cfg.grad_accum)
 
     micro_per_epoch = len(epoch_batches(0))  # the same every epoch: only the order changes
@@ -118,7 +118,7 @@ def train_loop_per_worker(payload: dict) -> None:
     # ---- 2. the engine ----------------------------------------------------------------
     if cfg.zero == "auto":
         n_params = sum(p.numel() for p in model.parameters())
-        acts = activation_estimate(model.config, cfg.batch_size * cfg.ctx_len, bf16, cfg.gradient_checkpointing)
+        acts = activation_estimate(model.config, tokens_per_batch(cfg), bf16, cfg.gradient_checkpointing)
         stage, offload = choose_zero(n_params, acts, world, device_memory(device), device.type == "cpu")
         if cfg.offload not in ("auto", "none"):
             stage, offload = 3, cfg.offload
@@ -283,7 +283,7 @@ def _write_epoch(out: Path, epoch: int, model, state_dict: dict, tokenizer, stop
 def evaluate(engine: Engine, rows: list[dict], cfg: TrainConfig, rank: int, world: int, device, pad_id: int) -> float:
     """Mean NLL per loss token over all validation rows, summed across ranks."""
     engine.train(False)
-    batches = shard(make_batches(rows, cfg.layout, cfg.batch_size, cfg.ctx_len, seed=0), rank, world)
+    batches = shard(make_batches(rows, cfg.layout, cfg.batch_size, cfg.batch_tokens, cfg.ctx_len, seed=0), rank, world)
     total = torch.zeros((), device=device, dtype=torch.float64)
     count = torch.zeros((), device=device, dtype=torch.float64)
     for batch, real in batches:

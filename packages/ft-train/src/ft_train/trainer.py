@@ -27,6 +27,7 @@ from ft_train.config import TrainConfig
 from ft_train.data import (
     DataFile,
     count_tokens,
+    default_batch_tokens,
     make_batches,
     read_data_file,
     shard,
@@ -101,7 +102,10 @@ def prepare(cfg: TrainConfig, special_tokens_file: str | None = None) -> Prepare
     shutil.rmtree(tok_dir, ignore_errors=True)
     tokenizer.save_pretrained(tok_dir)
 
-    micro = len(shard(make_batches(train_rows, cfg.layout, cfg.batch_size, cfg.ctx_len, 0), 0, cfg.workers, cfg.grad_accum))
+    if not cfg.batch_tokens:
+        cfg.batch_tokens = default_batch_tokens(_uses_gpu(cfg))
+    batches = make_batches(train_rows, cfg.layout, cfg.batch_size, cfg.batch_tokens, cfg.ctx_len, 0)
+    micro = len(shard(batches, 0, cfg.workers, cfg.grad_accum))
     steps_per_epoch = micro // cfg.grad_accum
     all_tokens, loss_tokens = count_tokens(train_rows)
     data = {
@@ -148,7 +152,7 @@ def fit(payload: dict, cfg: TrainConfig, total_steps: int) -> None:
 
     from ft_train.loop import train_loop_per_worker
 
-    use_gpu = cfg.device == "cuda" or (cfg.device == "auto" and _has_gpu())
+    use_gpu = _uses_gpu(cfg)
     if use_gpu and not cfg.address:  # else Ray would wait for GPUs that never come
         import torch
 
@@ -181,6 +185,10 @@ def fit(payload: dict, cfg: TrainConfig, total_steps: int) -> None:
     finally:
         watcher.stop()
         ray.shutdown()  # stops the log forwarding too (only disconnects from a cluster given with --address)
+
+
+def _uses_gpu(cfg: TrainConfig) -> bool:
+    return cfg.device == "cuda" or (cfg.device == "auto" and _has_gpu())
 
 
 def _has_gpu() -> bool:

@@ -143,12 +143,12 @@ class HFEngine:
         if self.compile:
             width = -(-width // 64) * 64  # fewer distinct shapes, fewer compiles
         ids = torch.full((n, width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((n, width + new), dtype=torch.long)
+        real = torch.zeros((n, width + new), dtype=torch.bool)  # which cache slots hold a real token
         for row, prompt in enumerate(prompts):
             ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
-            mask[row, width - len(prompt):width] = 1
-        ids, mask = ids.to(device), mask.to(device)
-        positions = (mask[:, :width].cumsum(-1) - 1).clamp(min=0)
+            real[row, width - len(prompt):width] = True
+        ids, real = ids.to(device), real.to(device)
+        positions = (real[:, :width].long().cumsum(-1) - 1).clamp(min=0)
         stop_ids = torch.tensor(sorted(plan.token_ids), dtype=torch.long, device=device)
         criterion = self._criterion(plan.strings) if plan.strings else None
         generator = None
@@ -163,9 +163,8 @@ class HFEngine:
         extra = {"cache_position": torch.arange(width, device=device)} if static else {}
         with torch.inference_mode():
             cache = self._static(n, width + new) if static else DynamicCache(config=model.config)
-            logits = model(input_ids=ids, attention_mask=mask if static else mask[:, :width],
-                           position_ids=positions, past_key_values=cache, use_cache=True,
-                           logits_to_keep=1, **extra).logits[:, -1]
+            logits = model(input_ids=ids, attention_mask=_prefill_mask(real, width, static), position_ids=positions,
+                           past_key_values=cache, use_cache=True, logits_to_keep=1, **extra).logits[:, -1]
             position = positions[:, -1:]
             steps = 0
             for step in range(new):
@@ -181,15 +180,18 @@ class HFEngine:
                 if steps == new or flag.all_done(done):
                     break
                 position = position + 1
-                mask[:, width + step] = 1
+                real[:, width + step] = True
+                # The mask as a 4D view: transformers uses it as is (no per-step mask building,
+                # no host sync to test it for padding).
                 if static:  # fixed shapes: the whole mask, the cache slot to fill
                     extra["cache_position"] = torch.full((1,), width + step, dtype=torch.long, device=device)
                     if self.compile:  # CUDA graphs: the last step's outputs are no longer needed
                         torch.compiler.cudagraph_mark_step_begin()
-                    logits = self.forward(input_ids=token[:, None], attention_mask=mask, position_ids=position,
-                                          past_key_values=cache, use_cache=True, **extra).logits[:, -1]
+                    logits = self.forward(input_ids=token[:, None], attention_mask=real[:, None, None, :],
+                                          position_ids=position, past_key_values=cache, use_cache=True,
+                                          **extra).logits[:, -1]
                 else:
-                    logits = model(input_ids=token[:, None], attention_mask=mask[:, : width + step + 1],
+                    logits = model(input_ids=token[:, None], attention_mask=real[:, None, None, : width + step + 1],
                                    position_ids=position, past_key_values=cache, use_cache=True).logits[:, -1]
         rows = generated[:, :steps].tolist()
         return [row[:length] for row, length in zip(rows, lengths.tolist(), strict=True)]
@@ -212,6 +214,18 @@ class HFEngine:
         else:
             self._cache.reset()
         return self._cache
+
+
+def _prefill_mask(real, width: int, static: bool):
+    """The prompt pass's 4D boolean mask [batch, 1, width, keys] (True = may attend): causal, padding
+    keys hidden. A padding query sees only itself, so no row is empty (an empty row gives NaN)."""
+    import torch
+
+    keys = real.shape[1] if static else width
+    causal = torch.ones((width, keys), dtype=torch.bool, device=real.device).tril()
+    mask = causal[None] & real[:, None, :keys]
+    mask |= torch.eye(width, keys, dtype=torch.bool, device=real.device)[None]
+    return mask[:, None]
 
 
 def _pick(logits, opts: GenerationOptions, generator):

@@ -1,0 +1,289 @@
+#!/usr/bin/env python
+"""Where the time goes in one training step and one decode step, on a GPU, without Ray.
+
+    python bench/gpu_profile.py --model-dir CONFIG_AND_TOKENIZER_DIR --records DIR --out OUT [--big DIR]
+
+The model is built from its config with random weights: the speed of a step does not
+depend on the weights, so no checkpoint has to travel to the GPU machine. What runs is
+ft-train's own step (ft_train.loop.CausalLMLoss + ft_train.engine.Engine at ZeRO-0, bf16
+autocast, fused AdamW, gradient clipping, batches from ft_train.data) and ft-infer's own
+hf engine, so the figures are the commands' and not a re-implementation's.
+
+Training: milliseconds per step, real (non-padding) tokens/s and peak memory for each
+batch layout and size (the old default pack 8x512, and the group/token-budget layouts),
+on ViGGO training records; --big DIR adds the same for a second, larger config.
+Inference: seconds for the 714 ViGGO validation prompts with ft-infer's hf engine (its
+default, a static cache, other batch sizes) and with a naive `model.generate` at batch 128.
+A random model never emits the stop token, so every batch decodes all --max-new-tokens
+steps: the inference figures are an upper bound for a real model.
+
+torch.profiler tables (top CUDA and CPU operations) for one variant of each go to
+OUT/profile_*.txt; the numbers go to OUT/gpu_profile.json and a table to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+DEVICE = "cuda"
+
+
+def sync() -> None:
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+def peak_gib() -> float:
+    return torch.cuda.max_memory_allocated() / 2**30 if DEVICE == "cuda" else 0.0
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def load_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def random_model(model_dir: str, n_tokens: int):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(model_dir)
+    config.vocab_size = max(config.vocab_size, n_tokens)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", dtype=torch.float32)
+    return model
+
+
+def tokenizer_with_tokens(model_dir: str, records: list[dict]):
+    from ft_train.tokens import add_tokens
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    add_tokens(tok, records[0]["special_tokens"])
+    return tok
+
+
+# ---- training --------------------------------------------------------------------------------
+
+def train_variant(name: str, model_dir: str, rows: list[dict], tok, layout: str, batch_size, batch_tokens: int,
+                  steps: int, warmup: int, compile_: bool = False, profile_to: Path | None = None) -> dict:
+    from ft_train.config import TrainConfig
+    from ft_train.data import collate, make_batches
+    from ft_train.engine import Engine
+    from ft_train.loop import CausalLMLoss, to_device
+
+    device = torch.device(DEVICE)
+    if DEVICE == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    model = random_model(model_dir, len(tok))
+    cfg = TrainConfig(lr=2e-4, batch_size=batch_size, batch_tokens=batch_tokens, layout=layout, compile=compile_)
+    engine = Engine(CausalLMLoss(model), cfg, 0, "none", device, 1, total_steps=1000, bf16=DEVICE == "cuda")
+    batches = make_batches(rows, layout, batch_size, batch_tokens, cfg.ctx_len, seed=0)
+    while len(batches) < warmup + steps:
+        batches += batches
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+
+    def one(batch) -> tuple[int, int]:
+        x = to_device(collate(batch, layout, cfg.ctx_len, pad_id, True), device)
+        with engine.autocast():
+            loss = engine.forward_model(**x)
+        engine.backward(loss / max(len(x["loss_labels"]), 1))
+        engine.step()
+        return sum(len(r["ids"]) for seq in batch for r in seq), x["input_ids"].numel()
+
+    t0 = time.perf_counter()
+    for batch in batches[:warmup]:
+        one(batch)
+    sync()
+    warm_s = time.perf_counter() - t0
+    real = padded = 0
+    t0 = time.perf_counter()
+    for batch in batches[warmup:warmup + steps]:
+        r, p = one(batch)
+        real, padded = real + r, padded + p
+    sync()
+    seconds = time.perf_counter() - t0
+    if profile_to is not None:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for batch in batches[:5]:
+                one(batch)
+            sync()
+        write_profile(prof, profile_to, f"training step x5: {name}")
+    n_params = sum(p.numel() for p in model.parameters())
+    out = {"name": name, "layout": layout, "batch_size": batch_size, "batch_tokens": batch_tokens,
+           "params": n_params, "steps": steps, "ms_per_step": 1000 * seconds / steps,
+           "real_tokens_per_s": real / seconds, "padded_share": 1 - real / padded,
+           "real_tokens_per_step": real / steps, "warmup_s": warm_s,
+           "peak_gib": peak_gib()}
+    log(f"train {name}: {out['ms_per_step']:.1f} ms/step, {out['real_tokens_per_s']:,.0f} real tokens/s, "
+        f"padding {out['padded_share']:.1%}, peak {out['peak_gib']:.1f} GiB, warm-up {warm_s:.1f}s")
+    return out
+
+
+def write_profile(prof, path: Path, title: str) -> None:
+    events = prof.key_averages()
+    kernels = sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
+    text = [title, f"CUDA kernels launched: {kernels}", "",
+            events.table(sort_by="self_cuda_time_total", row_limit=25), "",
+            events.table(sort_by="self_cpu_time_total", row_limit=25)]
+    path.write_text("\n".join(text) + "\n")
+
+
+# ---- inference -------------------------------------------------------------------------------
+
+def infer_variant(name: str, engine, records: list[dict], profile_to: Path | None = None) -> dict:
+    from ft_infer import Stats, infer
+
+    list(infer(records[:8], engine, window=8))  # warm-up: kernels, allocator, stop criteria
+    sync()
+    stats = Stats()
+    t0 = time.perf_counter()
+    out = list(infer(records, engine, window=len(records), stats=stats))
+    sync()
+    seconds = time.perf_counter() - t0
+    if profile_to is not None:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            list(infer(records[:engine.batch_size], engine, window=engine.batch_size))
+            sync()
+        write_profile(prof, profile_to, f"one decode batch: {name}")
+    res = {"name": name, "seconds": seconds, "records": len(out), "completion_tokens": stats.completion_tokens,
+           "tokens_per_s": stats.completion_tokens / seconds, "batch_size": engine.batch_size,
+           "completions": [r["completion"] for r in out]}
+    log(f"infer {name}: {seconds:.2f}s, {res['tokens_per_s']:,.0f} tokens/s")
+    return res
+
+
+def naive_generate(model, tok, records: list[dict], max_new: int, batch: int = 128) -> dict:
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    t0 = time.perf_counter()
+    tokens = 0
+    for s in range(0, len(records), batch):
+        enc = tok([r["prompt"] for r in records[s:s + batch]], return_tensors="pt", padding=True).to(DEVICE)
+        with torch.inference_mode():
+            gen = model.generate(**enc, max_new_tokens=max_new, do_sample=False, pad_token_id=tok.pad_token_id)
+        tokens += (gen.shape[1] - enc["input_ids"].shape[1]) * gen.shape[0]
+    sync()
+    seconds = time.perf_counter() - t0
+    log(f"infer naive generate (batch {batch}): {seconds:.2f}s")
+    return {"name": f"naive generate, batch {batch}", "seconds": seconds, "completion_tokens": tokens}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model-dir", required=True, help="a folder with config.json and the tokenizer")
+    ap.add_argument("--big", help="a second, larger config folder (training variants only)")
+    ap.add_argument("--records", required=True, help="folder with viggo-train.jsonl and viggo-valid.jsonl")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--parts", default="train,infer")
+    ap.add_argument("--limit", type=int, default=None, help="records (a CPU smoke test)")
+    ap.add_argument("--device", default="cuda", help="cpu for a smoke test of the script")
+    a = ap.parse_args()
+    global DEVICE
+    DEVICE = a.device
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    train_recs = load_jsonl(Path(a.records) / "viggo-train.jsonl")
+    valid_recs = load_jsonl(Path(a.records) / "viggo-valid.jsonl")
+    train_recs, valid_recs = train_recs[:a.limit], valid_recs[:a.limit]
+    report: dict = {"device": torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu", "torch": torch.__version__, "train": [], "infer": []}
+    import transformers
+
+    report["transformers"] = transformers.__version__
+
+    def save():
+        (out / "gpu_profile.json").write_text(json.dumps(report, indent=1) + "\n")
+
+    if "train" in a.parts:
+        from ft_train.data import tokenize_records
+
+        tok = tokenizer_with_tokens(a.model_dir, train_recs)
+        rows, _ = tokenize_records(train_recs, tok, 512, "target")
+        variants = [
+            ("pack 8x512 (old default)", "pack", 8, 0, False, "profile_train_pack8.txt"),
+            ("pack 32x512", "pack", 32, 0, False, None),
+            ("group 4k tokens", "group", None, 4096, False, None),
+            ("group 16k tokens", "group", None, 16384, False, "profile_train_group16k.txt"),
+            ("group 32k tokens", "group", None, 32768, False, None),
+            ("group 64k tokens", "group", None, 65536, False, None),
+        ]
+        for name, layout, bs, bt, comp, prof in variants:
+            report["train"].append(train_variant(name, a.model_dir, rows, tok, layout, bs, bt, a.steps, 5, comp,
+                                                 out / prof if prof else None))
+            save()
+        if a.big:
+            btok = tokenizer_with_tokens(a.big, train_recs)
+            brows, _ = tokenize_records(train_recs, btok, 512, "target")
+            for name, layout, bs, bt in [("big: pack 8x512", "pack", 8, 0), ("big: group 16k", "group", None, 16384),
+                                         ("big: group 32k", "group", None, 32768)]:
+                report["train"].append(train_variant(name, a.big, brows, btok, layout, bs, bt, 15, 3))
+                save()
+
+    if "infer" in a.parts:
+        from ft_infer import GenerationOptions
+        from ft_infer.engines.hf import HFEngine
+
+        # The base tokenizer, as in the real benchmark of the base model: <END_A> is a stop string
+        # (transformers' StopStringCriteria), not a token.
+        model_dir = Path(tempfile.mkdtemp(prefix="ft-random-model-"))
+        tok = transformers.AutoTokenizer.from_pretrained(a.model_dir)
+        model = random_model(a.model_dir, len(tok))
+        model.to(torch.bfloat16).save_pretrained(model_dir)
+        tok.save_pretrained(model_dir)
+        options = GenerationOptions(max_new_tokens=a.max_new_tokens)
+        variants = [
+            ("hf default", {}, "profile_infer_default.txt"),
+            ("hf batch 256", {"batch_size": 256}, None),
+            ("hf batch 1024", {"batch_size": 1024}, None),
+            ("hf static cache", {"static_cache": True}, None),
+        ]
+        for name, kw, prof in variants:
+            engine = HFEngine(str(model_dir), options, quiet=True, device=DEVICE, **kw)
+            engine.load()
+            report["infer"].append(infer_variant(name, engine, valid_recs, out / prof if prof else None))
+            save()
+            del engine
+        m = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).to(DEVICE).eval()
+        naive_generate(m, transformers.AutoTokenizer.from_pretrained(model_dir), valid_recs[:8], 8)
+        report["infer"].append(naive_generate(m, transformers.AutoTokenizer.from_pretrained(model_dir), valid_recs,
+                                              a.max_new_tokens))
+        base = report["infer"][0]["completions"]
+        for r in report["infer"][1:]:
+            if "completions" in r:
+                r["differ_from_default"] = sum(x != y for x, y in zip(base, r["completions"], strict=True))
+        for r in report["infer"]:
+            r.pop("completions", None)
+        save()
+
+    print(f"{report['device']}, torch {report['torch']}, transformers {report['transformers']}")
+    print("| training variant | ms/step | real tokens/s | padding | peak GiB |")
+    print("|---|---:|---:|---:|---:|")
+    for r in report["train"]:
+        print(f"| {r['name']} | {r['ms_per_step']:.1f} | {r['real_tokens_per_s']:,.0f} | {r['padded_share']:.1%} | "
+              f"{r['peak_gib']:.1f} |")
+    print("| inference variant | seconds | completion tokens/s | differs from default |")
+    print("|---|---:|---:|---:|")
+    for r in report["infer"]:
+        print(f"| {r['name']} | {r['seconds']:.2f} | {r['completion_tokens'] / r['seconds']:,.0f} | "
+              f"{r.get('differ_from_default', '-')} |")
+
+
+if __name__ == "__main__":
+    main()
