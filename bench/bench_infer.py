@@ -10,6 +10,7 @@ Runs, each after a warm-up on a few records and with the model already loaded:
 
 - naive: `model.generate` on batches of 128 in input order, left padding, greedy;
 - hf:    ft-infer's hf engine (length-sorted batches, own decode loop), as the CLI runs it;
+- hf-static: the same with `--static-cache` (a preallocated KV cache of fixed shape);
 - hf-compile: the same with `--compile` (static KV cache, CUDA-graph decode step; not by default:
           the compile time is part of what is measured, after one warm-up batch shape);
 - vllm:  ft-infer's vllm engine, when vllm is importable.
@@ -137,7 +138,7 @@ def main() -> None:
     ap.add_argument("--records", help="ft-prep viggo --split valid output (default: built from valid.csv)")
     ap.add_argument("--out", required=True, help="write the JSON result here")
     ap.add_argument("--limit", type=int, default=None, help="use the first N records")
-    ap.add_argument("--engines", default="naive,hf,vllm", help="comma list of naive, hf, hf-compile, vllm")
+    ap.add_argument("--engines", default="naive,hf,vllm", help="comma list of naive, hf, hf-static, hf-compile, vllm")
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=None, help="hf engine batch (default: its own)")
     ap.add_argument("--naive-batch-size", type=int, default=128)
@@ -179,6 +180,14 @@ def main() -> None:
         run = timed("hf", lambda rs: list(infer(rs, hf, window=max(len(rs), 1), stats=Stats())), records, device)
         report["runs"].append(run["summary"])
         outputs["hf"] = run["outputs"]
+    if "hf-static" in engines:
+        static = HFEngine(resolved.path, options, batch_size=args.batch_size, device=device, dtype=args.dtype,
+                          static_cache=True, quiet=True)
+        static.load()
+        run = timed("hf-static", lambda rs: list(infer(rs, static, window=max(len(rs), 1))), records, device)
+        report["runs"].append(run["summary"])
+        outputs["hf-static"] = run["outputs"]
+        del static
     if "hf-compile" in engines:
         compiled = HFEngine(resolved.path, options, batch_size=args.batch_size, device=device, dtype=args.dtype,
                             compile=True, quiet=True)

@@ -231,7 +231,7 @@ def mr_shape(text: str):
     return (m.group(1), tuple(re.findall(r"(\w+)\s*\[", text))) if m else None
 
 
-def viggo_accuracy(ckpt: str, records: list[dict], device: str, batch: int = 64) -> float:
+def viggo_accuracy(ckpt: str, records: list[dict], device: str, batch: int = 1024) -> float:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -299,6 +299,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1, help="epochs for the throughput runs")
     ap.add_argument("--long", type=int, default=None, metavar="TOKENS",
                     help="throughput on records of about TOKENS tokens (e.g. 2048) instead of ViGGO rows")
+    ap.add_argument("--case-study-rows", type=int, default=None,
+                    help="throughput: fewer records for the (slow) case-study run (default: --rows)")
     ap.add_argument("--plain-batch", type=int, default=None, help="plain loop batch (default 32 records, 8 with --long)")
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--peak-tflops", type=float, default=None)
@@ -331,6 +333,7 @@ def main() -> None:
     train_recs = viggo_records(data_dir, "train", rows)
     valid_recs = viggo_records(data_dir, "valid", valid_rows)
     train = write_jsonl(work / "train.jsonl", train_recs)
+    case_train = write_jsonl(work / "train-case.jsonl", train_recs[:a.case_study_rows]) if a.case_study_rows else train
     valid = write_jsonl(work / "valid.jsonl", valid_recs)
     plain_batch = a.plain_batch or (8 if a.long else 32)
     if a.long:  # throughput runs read long records; the viggo mode keeps the real rows
@@ -347,14 +350,14 @@ def main() -> None:
         return 6 * n_params * tps / peak if peak and tps else None
 
     if a.mode in ("throughput", "all"):
-        ep = ["--epochs", str(a.epochs), "--lr", str(lr), "--log-every", "5"]
+        ep = ["--epochs", str(a.epochs), "--lr", str(lr), "--log-every", "2"]
         t_train, t_valid = (long_train, long_valid) if a.long else (train, valid)
         runs = {
             "ft-train default": lambda: run_ft_train(model, t_train, t_valid, work / "ft-default",
                                                      [*ep, *ctx, *tiny_flags, *ft_extra], device),
             "plain PyTorch bf16 loop": lambda: run_plain(model, t_train, device, lr, plain_batch, a.epochs, None, work),
             "case study (pad 512, ZeRO-3, offload)": lambda: run_ft_train(
-                model, t_train, t_valid, work / "ft-casestudy",
+                model, t_train if a.long else case_train, t_valid, work / "ft-casestudy",
                 [*ep, "--pad-to-max", "--ctx-len", str(a.long + 64) if a.long else "512", "--zero", "3", "--offload", "optimizer",
                  "--loss-on", "all", "--batch-size", "16" if not a.tiny else "2"], device),
         }

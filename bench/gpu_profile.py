@@ -74,22 +74,32 @@ def tokenizer_with_tokens(model_dir: str, records: list[dict]):
 # ---- training --------------------------------------------------------------------------------
 
 def train_variant(name: str, model_dir: str, rows: list[dict], tok, layout: str, batch_size, batch_tokens: int,
-                  steps: int, warmup: int, compile_: bool = False, profile_to: Path | None = None) -> dict:
+                  max_steps: int, compile_: bool = False, autocast: bool = False, cudnn: bool = True,
+                  profile_to: Path | None = None) -> dict:
+    """One epoch of warm-up (every batch shape seen once, as in a real run's first epoch),
+    then the next epoch's batches timed (at most max_steps of them)."""
+    import ft_train.engine as engine_module
     from ft_train.config import TrainConfig
     from ft_train.data import collate, make_batches
-    from ft_train.engine import Engine
     from ft_train.loop import CausalLMLoss, to_device
 
     device = torch.device(DEVICE)
     if DEVICE == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+        torch.backends.cuda.enable_cudnn_sdp(cudnn)
     model = random_model(model_dir, len(tok))
     cfg = TrainConfig(lr=2e-4, batch_size=batch_size, batch_tokens=batch_tokens, layout=layout, compile=compile_)
-    engine = Engine(CausalLMLoss(model), cfg, 0, "none", device, 1, total_steps=1000, bf16=DEVICE == "cuda")
-    batches = make_batches(rows, layout, batch_size, batch_tokens, cfg.ctx_len, seed=0)
-    while len(batches) < warmup + steps:
-        batches += batches
+    flat = engine_module.FlatMaster
+    if autocast:  # the previous bf16 path: fp32 weights under autocast
+        engine_module.FlatMaster = lambda model: None
+    try:
+        engine = engine_module.Engine(CausalLMLoss(model), cfg, 0, "none", device, 1, total_steps=1000,
+                                      bf16=DEVICE == "cuda")
+    finally:
+        engine_module.FlatMaster = flat
+    warm = make_batches(rows, layout, batch_size, batch_tokens, cfg.ctx_len, seed=0)
+    timed = make_batches(rows, layout, batch_size, batch_tokens, cfg.ctx_len, seed=1)[:max_steps]
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
 
     def one(batch) -> tuple[int, int]:
@@ -101,13 +111,13 @@ def train_variant(name: str, model_dir: str, rows: list[dict], tok, layout: str,
         return sum(len(r["ids"]) for seq in batch for r in seq), x["input_ids"].numel()
 
     t0 = time.perf_counter()
-    for batch in batches[:warmup]:
+    for batch in warm:
         one(batch)
     sync()
     warm_s = time.perf_counter() - t0
     real = padded = 0
     t0 = time.perf_counter()
-    for batch in batches[warmup:warmup + steps]:
+    for batch in timed:
         r, p = one(batch)
         real, padded = real + r, padded + p
     sync()
@@ -116,18 +126,21 @@ def train_variant(name: str, model_dir: str, rows: list[dict], tok, layout: str,
         from torch.profiler import ProfilerActivity, profile
 
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            for batch in batches[:5]:
+            for batch in timed[:5]:
                 one(batch)
             sync()
         write_profile(prof, profile_to, f"training step x5: {name}")
+    steps = len(timed)
     n_params = sum(p.numel() for p in model.parameters())
     out = {"name": name, "layout": layout, "batch_size": batch_size, "batch_tokens": batch_tokens,
+           "compile": compile_, "autocast": autocast, "cudnn_sdpa": cudnn,
            "params": n_params, "steps": steps, "ms_per_step": 1000 * seconds / steps,
            "real_tokens_per_s": real / seconds, "padded_share": 1 - real / padded,
-           "real_tokens_per_step": real / steps, "warmup_s": warm_s,
+           "real_tokens_per_step": real / steps, "warmup_epoch_s": warm_s, "warmup_steps": len(warm),
            "peak_gib": peak_gib()}
     log(f"train {name}: {out['ms_per_step']:.1f} ms/step, {out['real_tokens_per_s']:,.0f} real tokens/s, "
-        f"padding {out['padded_share']:.1%}, peak {out['peak_gib']:.1f} GiB, warm-up {warm_s:.1f}s")
+        f"padding {out['padded_share']:.1%}, peak {out['peak_gib']:.1f} GiB, warm-up epoch {warm_s:.1f}s "
+        f"({len(warm)} steps)")
     return out
 
 
@@ -189,7 +202,8 @@ def main() -> None:
     ap.add_argument("--big", help="a second, larger config folder (training variants only)")
     ap.add_argument("--records", required=True, help="folder with viggo-train.jsonl and viggo-valid.jsonl")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--steps", type=int, default=40, help="timed training steps at most")
+    ap.add_argument("--only", help="run only the training variants whose name holds this")
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--parts", default="train,infer")
     ap.add_argument("--limit", type=int, default=None, help="records (a CPU smoke test)")
@@ -216,24 +230,26 @@ def main() -> None:
 
         tok = tokenizer_with_tokens(a.model_dir, train_recs)
         rows, _ = tokenize_records(train_recs, tok, 512, "target")
-        variants = [
-            ("pack 8x512 (old default)", "pack", 8, 0, False, "profile_train_pack8.txt"),
-            ("pack 32x512", "pack", 32, 0, False, None),
-            ("group 4k tokens", "group", None, 4096, False, None),
-            ("group 16k tokens", "group", None, 16384, False, "profile_train_group16k.txt"),
-            ("group 32k tokens", "group", None, 32768, False, None),
-            ("group 64k tokens", "group", None, 65536, False, None),
+        variants = [  # name, layout, batch size, batch tokens, compile, autocast, cudnn sdpa, profile file
+            ("group 16k, autocast", "group", None, 16384, False, True, True, None),
+            ("group 16k, flat master", "group", None, 16384, False, False, True, "profile_train_group16k.txt"),
+            ("group 16k, flat master, no cudnn", "group", None, 16384, False, False, False, None),
+            ("group 32k, flat master", "group", None, 32768, False, False, True, None),
+            ("group 32k, flat master, no cudnn", "group", None, 32768, False, False, False, None),
+            ("pack 8x512, flat master", "pack", 8, 0, False, False, True, None),
+            ("group 16k, flat master, compile", "group", None, 16384, True, False, True, "profile_train_compile.txt"),
         ]
-        for name, layout, bs, bt, comp, prof in variants:
-            report["train"].append(train_variant(name, a.model_dir, rows, tok, layout, bs, bt, a.steps, 5, comp,
-                                                 out / prof if prof else None))
+        for name, layout, bs, bt, comp, autocast, cudnn, prof in variants:
+            if a.only and a.only not in name:
+                continue
+            report["train"].append(train_variant(name, a.model_dir, rows, tok, layout, bs, bt, a.steps, comp,
+                                                 autocast, cudnn, out / prof if prof else None))
             save()
         if a.big:
             btok = tokenizer_with_tokens(a.big, train_recs)
             brows, _ = tokenize_records(train_recs, btok, 512, "target")
-            for name, layout, bs, bt in [("big: pack 8x512", "pack", 8, 0), ("big: group 16k", "group", None, 16384),
-                                         ("big: group 32k", "group", None, 32768)]:
-                report["train"].append(train_variant(name, a.big, brows, btok, layout, bs, bt, 15, 3))
+            for name, layout, bs, bt in [("big: group 16k, flat master", "group", None, 16384)]:
+                report["train"].append(train_variant(name, a.big, brows, btok, layout, bs, bt, 10))
                 save()
 
     if "infer" in a.parts:

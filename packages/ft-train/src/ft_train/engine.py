@@ -6,8 +6,13 @@ lr(), full_state_dict() (gathered from ZeRO-3 shards onto rank 0),
 save_state(dir, tag, extra) / load_state(dir, tag).
 
 ZeRO-0 is plain PyTorch: the model (DDP-wrapped when there are several
-workers) and torch.optim.AdamW (fused on GPU), bf16 autocast on GPU. No
-DeepSpeed engine in the way on one GPU, where it would only cost time.
+workers) and torch.optim.AdamW (fused on GPU). No DeepSpeed engine in the way
+on one GPU, where it would only cost time. In bf16 it trains with FlatMaster:
+bf16 weights and gradients for the forward and backward, fp32 master weights
+and Adam state for the update, each kept in one flat buffer. That is mixed
+precision without autocast: no per-step weight casts, and the update (clip,
+AdamW, copy back) is a handful of kernels instead of several per parameter.
+A small model on a GPU is bound by kernel launches, so this is most of its step.
 
 `--zero auto` (choose_zero) picks the fastest setting that fits in memory:
 training state per worker is about 16 bytes a parameter (fp32 weights 4,
@@ -118,6 +123,52 @@ def deepspeed_config(cfg, stage: int, offload: str, bf16: bool) -> dict:
     return ds
 
 
+class FlatMaster:
+    """bf16 model weights and gradients as views into two flat buffers; fp32 master weights
+    (one flat tensor, the only one the optimizer sees) and their gradient.
+
+    step: master.grad = grads (fp32), clip, optimizer.step(), weights = master (bf16).
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        params = [p for p in model.parameters() if p.requires_grad]
+        n = sum(p.numel() for p in params)
+        device = params[0].device
+        self.master = torch.empty(n, dtype=torch.float32, device=device)
+        self.weights = torch.empty(n, dtype=torch.bfloat16, device=device)
+        self.grads = torch.zeros(n, dtype=torch.bfloat16, device=device)
+        at = 0
+        with torch.no_grad():
+            for p in params:
+                k = p.numel()
+                self.master[at:at + k].copy_(p.reshape(-1))
+                p.data = self.weights[at:at + k].view_as(p).copy_(p)
+                p.grad = self.grads[at:at + k].view_as(p)  # backward accumulates in place, into the buffer
+                at += k
+        self.master = torch.nn.Parameter(self.master)
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return [self.master]
+
+    def step(self, optimizer, clip: float) -> None:
+        with torch.no_grad():
+            self.master.grad = self.grads.float()
+            if clip:
+                torch.nn.utils.clip_grad_norm_([self.master], clip)
+            optimizer.step()
+            self.master.grad = None
+            self.weights.copy_(self.master)
+            self.grads.zero_()
+
+    def state_dict(self) -> dict:
+        return {"master": self.master.detach()}
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            self.master.copy_(state["master"])
+            self.weights.copy_(self.master)
+
+
 class Engine:
     """One interface over a DeepSpeed engine or a plain PyTorch model + optimizer."""
 
@@ -129,6 +180,7 @@ class Engine:
         warmup = max(1, int(cfg.warmup * total_steps))
         lr_lambda = _lr_lambda(total_steps, warmup)
         self.use_deepspeed = stage > 0 or bool(cfg.ds_config)
+        self.master: FlatMaster | None = None
         if self.use_deepspeed:
             import deepspeed
 
@@ -148,6 +200,7 @@ class Engine:
             model.to(device)
             self.module = model
             self.forward_model = model
+            self.master = FlatMaster(model) if bf16 else None
             if world > 1:
                 from torch.nn.parallel import DistributedDataParallel
 
@@ -155,7 +208,8 @@ class Engine:
                     model, device_ids=[device.index] if device.type == "cuda" else None)
             if cfg.compile and device.type == "cuda":
                 self.forward_model = torch.compile(self.forward_model)
-            self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas,
+            params = self.master.parameters() if self.master else model.parameters()
+            self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas,
                                                weight_decay=cfg.weight_decay, fused=device.type == "cuda")
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda)
 
@@ -163,8 +217,8 @@ class Engine:
         self.forward_model.train(mode)
 
     def autocast(self):
-        # DeepSpeed bf16 keeps bf16 weights itself; plain PyTorch uses autocast over fp32 weights.
-        enabled = self.bf16 and not self.use_deepspeed
+        # bf16 weights (DeepSpeed's, or FlatMaster's) need no autocast; fp32 training needs none either.
+        enabled = self.bf16 and not self.use_deepspeed and self.master is None
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def no_sync(self, last_micro: bool):
@@ -188,11 +242,14 @@ class Engine:
             self.engine.step()  # DeepSpeed counts micro-steps and steps at the boundary
             return boundary
         if boundary:
-            if self.cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.cfg.grad_clip)
-            self.optimizer.step()
+            if self.master is not None:
+                self.master.step(self.optimizer, self.cfg.grad_clip)
+            else:
+                if self.cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.cfg.grad_clip)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
             self.scheduler.step()
-            self.optimizer.zero_grad(set_to_none=True)
         return boundary
 
     def lr(self) -> float:
@@ -220,7 +277,8 @@ class Engine:
         if rank == 0:
             (folder / tag).mkdir(parents=True, exist_ok=True)
             torch.save({"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
-                        "scheduler": self.scheduler.state_dict(), "extra": extra}, folder / tag / "state.pt")
+                        "scheduler": self.scheduler.state_dict(), "extra": extra,
+                        "master": self.master.state_dict() if self.master else None}, folder / tag / "state.pt")
 
     def load_state(self, folder: Path, tag: str) -> dict:
         if self.use_deepspeed:
@@ -228,6 +286,8 @@ class Engine:
             return extra or {}
         state = torch.load(folder / tag / "state.pt", map_location=self.device, weights_only=False)
         self.module.load_state_dict(state["model"])
+        if self.master is not None:
+            self.master.load_state_dict(state["master"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         return state["extra"]
