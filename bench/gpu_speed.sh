@@ -3,6 +3,7 @@
 # ft-train (docs/benchmarks.md), logs and JSON to $OUT (or /tmp/speed).
 #
 #   bash bench/gpu_speed.sh infer-viggo   # bench_infer (naive, hf, hf-static) + ViGGO time-to-model
+#   FT_ARGS=... bash bench/gpu_speed.sh viggo  # ViGGO default (+ FT_ARGS), fp32 naive vs hf outputs
 #   bash bench/gpu_speed.sh tp-135m       # default vs plain loop vs the case study, SmolLM2-135M
 #   bash bench/gpu_speed.sh tp-1.5b       # the same at 1.5B (Qwen2.5-1.5B's config, random weights)
 set -uo pipefail
@@ -13,16 +14,26 @@ mkdir -p "$out"
 gguf=models/SmolLM2-135M-Instruct.Q4_1.gguf
 data=${DATA_DIR:-.carry/shared}
 records=${RECORDS:-.carry/prof/viggo-valid.jsonl}
-case "${1:?usage: gpu_speed.sh infer-viggo|tp-135m|tp-1.5b}" in
+case "${1:?usage: gpu_speed.sh infer-viggo|viggo|tp-135m|tp-1.5b}" in
   infer-viggo)
     python3 bench/bench_infer.py --model "$gguf" --records "$records" --engines naive,hf,hf-static \
       --out "$out/bench_infer.json" 2>&1 | tee "$out/bench_infer.log"
     python3 bench/bench_train.py --mode viggo --model "$gguf" --data-dir "$data" --out /tmp/runs/viggo-default \
       2>&1 | tee "$out/bench_train_viggo.log"
     cp /tmp/runs/viggo-default/bench_train.json "$out/bench_train_viggo.json"
-    python3 bench/bench_train.py --mode viggo --model "$gguf" --data-dir "$data" --out /tmp/runs/viggo-32k \
-      --ft-args "--batch-tokens 32768" 2>&1 | tee "$out/bench_train_viggo_32k.log"
-    cp /tmp/runs/viggo-32k/bench_train.json "$out/bench_train_viggo_32k.json"
+    ;;
+  viggo)  # ft-train's default on ViGGO, then the same with FT_ARGS (e.g. "--batch-tokens 24576"),
+          # and greedy outputs of naive generate vs the hf engine in float32 (no bf16 near-ties)
+    python3 bench/bench_train.py --mode viggo --model "$gguf" --data-dir "$data" --out /tmp/runs/viggo-default \
+      2>&1 | tee "$out/bench_train_viggo.log"
+    cp /tmp/runs/viggo-default/bench_train.json "$out/bench_train_viggo.json"
+    if [ -n "${FT_ARGS:-}" ]; then
+      python3 bench/bench_train.py --mode viggo --model "$gguf" --data-dir "$data" --out /tmp/runs/viggo-args \
+        --ft-args "$FT_ARGS" 2>&1 | tee "$out/bench_train_viggo_args.log"
+      cp /tmp/runs/viggo-args/bench_train.json "$out/bench_train_viggo_args.json"
+    fi
+    python3 bench/bench_infer.py --model "$gguf" --records "$records" --engines naive,hf --dtype float32 \
+      --limit 256 --out "$out/bench_infer_fp32.json" 2>&1 | tee "$out/bench_infer_fp32.log"
     ;;
   tp-135m)
     python3 bench/bench_train.py --mode throughput --model "$gguf" --data-dir "$data" --rows 2500 \

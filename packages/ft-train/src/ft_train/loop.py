@@ -51,6 +51,9 @@ class CausalLMLoss(torch.nn.Module):
         return F.cross_entropy(logits.float(), loss_labels, reduction="sum")
 
 
+CHECKPOINT_INTERVAL_S = 60.0  # a better epoch is on disk at most this long after the last write
+
+
 def all_sum(*values: torch.Tensor | float) -> list[float]:
     """Sum numbers (tensors on any device, or floats) over every rank; one sync, floats back."""
     dist = torch.distributed
@@ -156,17 +159,23 @@ def train_loop_per_worker(payload: dict) -> None:
             rngs = [torch.get_rng_state()]
         extra = {"step": step, "epoch": epoch, "batch": batch, "history": history, "best": best,
                  "epoch_loss": epoch_loss, "rng": rngs}
+        nonlocal last_save, held, last_write
+        if rank == 0 and held is not None:  # the state names the best checkpoint: it must be on disk
+            writer.submit(_write_epoch, out, *held)
+            held, last_write = None, time.monotonic()
         engine.save_state(out / STATE, tag, extra)
-        nonlocal last_save
         last_save = time.monotonic()
         barrier()
         if rank == 0:
+            writer.join()
             checkpoint.mark_state(out, {"tag": tag, "step": step, "epoch": epoch, "batch": batch})
         barrier()
 
     last_save = time.monotonic()
     ray_parent = os.getppid()
     writer = checkpoint.BackgroundWriter()  # rank 0 writes checkpoint folders while training goes on
+    last_write = time.monotonic()
+    held = None  # a better epoch's checkpoint not written yet (see CHECKPOINT_INTERVAL_S)
     metrics_fh = open(out / "metrics.jsonl", "a", encoding="utf-8") if rank == 0 else None
 
     def log(record: dict) -> None:
@@ -244,15 +253,28 @@ def train_loop_per_worker(payload: dict) -> None:
             stopped = f"no better validation perplexity for {cfg.patience} epochs"
         last = stopped is not None or epoch + 1 == cfg.epochs
 
-        # -- checkpoint (a better one, or the last): gathered from every rank's shard, written by rank 0
+        # -- checkpoint (a better one, or the last): gathered from every rank's shard, written by rank 0.
+        # A better epoch that comes less than CHECKPOINT_INTERVAL_S after the last write is held in
+        # memory until the next write or the end: on a fast run, writing (and plotting) every epoch
+        # would take CPU time from the training loop, which is bound by its kernel launches.
         if improved or last or cfg.save_all:
             state_dict = engine.full_state_dict(dtype=torch.bfloat16 if bf16 else None)
             if rank == 0:
                 man = manifest.build(cfg.to_dict(), payload["parent"], payload["data"], resolved, history, best,
                                      payload["lineage"])
                 state_dict = {k.removeprefix("lm."): v for k, v in state_dict.items()}
-                writer.submit(_write_epoch, out, epoch + 1, model, state_dict, tokenizer, payload["stop_id"],
-                              man, cfg, improved)
+                due = time.monotonic() - last_write >= CHECKPOINT_INTERVAL_S
+                if improved:
+                    held = None  # superseded: a better epoch is here
+                if due or last or cfg.save_all:
+                    if held is not None:
+                        writer.submit(_write_epoch, out, *held)
+                        held = None
+                    writer.submit(_write_epoch, out, epoch + 1, model, state_dict, tokenizer, payload["stop_id"],
+                                  man, cfg, improved)
+                    last_write = time.monotonic()
+                else:
+                    held = (epoch + 1, model, state_dict, tokenizer, payload["stop_id"], man, cfg, improved)
             del state_dict
         # -- the full training state for --resume, when it is due (see save_minutes / save_every)
         due = float(rank == 0 and time.monotonic() - last_save >= cfg.save_minutes * 60)
@@ -263,9 +285,13 @@ def train_loop_per_worker(payload: dict) -> None:
             if rank == 0:
                 print(f"ft-train: stopping early after epoch {epoch + 1}: {stopped}", flush=True)
             break
+    if held is not None:  # a guard: the last epoch flushes what is held
+        writer.submit(_write_epoch, out, *held)
     writer.join()
     if metrics_fh:
         metrics_fh.close()
+    if rank == 0:
+        plot_curve(out / "metrics.jsonl", out / "curve.png")
 
 
 def _write_epoch(out: Path, epoch: int, model, state_dict: dict, tokenizer, stop_id, man: dict,
@@ -276,7 +302,6 @@ def _write_epoch(out: Path, epoch: int, model, state_dict: dict, tokenizer, stop
         checkpoint.point_best(out, epoch)
     checkpoint.prune(out, cfg.keep, man["best"]["epoch"])
     (out / "ft-train.json").write_text(json.dumps(man, indent=2) + "\n")
-    plot_curve(out / "metrics.jsonl", out / "curve.png")
 
 
 @torch.no_grad()
