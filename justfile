@@ -55,6 +55,13 @@ bench-infer *ARGS: fetch-model
 bench-train *ARGS: fetch-model
     {{venv}}/python bench/bench_train.py --model {{smollm}} --data-dir {{data}} --out runs/bench-train {{ARGS}}
 
+# GPU: where a training step's and a decode step's time goes (random weights from the model's config).
+bench-profile *ARGS: fetch-model
+    mkdir -p runs/profile-data
+    {{venv}}/ft-prep viggo --data {{data}} --split train > runs/profile-data/viggo-train.jsonl
+    {{venv}}/ft-prep viggo --data {{data}} --split valid > runs/profile-data/viggo-valid.jsonl
+    {{venv}}/python bench/gpu_profile.py --model-dir {{smollm}} --records runs/profile-data --out runs/profile {{ARGS}}
+
 # CPU smoke run of every training-benchmark path with a tiny random model (~3 min).
 bench-train-smoke:
     {{venv}}/python bench/bench_train.py --device cpu --tiny --data-dir {{data}}

@@ -299,6 +299,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1, help="epochs for the throughput runs")
     ap.add_argument("--long", type=int, default=None, metavar="TOKENS",
                     help="throughput on records of about TOKENS tokens (e.g. 2048) instead of ViGGO rows")
+    ap.add_argument("--legs", default="default,plain,case", help="throughput: which of default, plain, case to run")
     ap.add_argument("--case-study-rows", type=int, default=None,
                     help="throughput: fewer records for the (slow) case-study run (default: --rows)")
     ap.add_argument("--plain-batch", type=int, default=None, help="plain loop batch (default 32 records, 8 with --long)")
@@ -361,7 +362,9 @@ def main() -> None:
                 [*ep, "--pad-to-max", "--ctx-len", str(a.long + 64) if a.long else "512", "--zero", "3", "--offload", "optimizer",
                  "--loss-on", "all", "--batch-size", "16" if not a.tiny else "2"], device),
         }
-        for name, fn in runs.items():
+        legs = dict(zip(["default", "plain", "case"], runs, strict=True))
+        for leg in a.legs.split(","):
+            name, fn = legs[leg], runs[legs[leg]]
             r = fn()
             r["mfu"] = mfu(r.get("tokens_per_s"))
             results["runs"][name] = r

@@ -2,6 +2,7 @@
 """Where the time goes in one training step and one decode step, on a GPU, without Ray.
 
     python bench/gpu_profile.py --model-dir CONFIG_AND_TOKENIZER_DIR --records DIR --out OUT [--big DIR]
+    just bench-profile        # the same on SmolLM2-135M's config, records made by ft-prep
 
 The model is built from its config with random weights: the speed of a step does not
 depend on the weights, so no checkpoint has to travel to the GPU machine. What runs is
@@ -198,7 +199,7 @@ def naive_generate(model, tok, records: list[dict], max_new: int, batch: int = 1
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model-dir", required=True, help="a folder with config.json and the tokenizer")
+    ap.add_argument("--model-dir", required=True, help="a folder with config.json and the tokenizer, or a .gguf file")
     ap.add_argument("--big", help="a second, larger config folder (training variants only)")
     ap.add_argument("--records", required=True, help="folder with viggo-train.jsonl and viggo-valid.jsonl")
     ap.add_argument("--out", required=True)
@@ -211,6 +212,10 @@ def main() -> None:
     a = ap.parse_args()
     global DEVICE
     DEVICE = a.device
+    if a.model_dir.endswith(".gguf"):  # only its config and tokenizer are used
+        from ft_common.models import resolve_model
+
+        a.model_dir = resolve_model(a.model_dir).path
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.backends.cuda.matmul.allow_tf32 = True

@@ -50,7 +50,7 @@ model.save_pretrained("/tmp/qwen1.5b-random")
 transformers.AutoTokenizer.from_pretrained(".carry/prof/qwen").save_pretrained("/tmp/qwen1.5b-random")
 PY
     python3 bench/bench_train.py --mode throughput --model /tmp/qwen1.5b-random --data-dir "$data" --rows 2500 \
-      --case-study-rows 320 --out /tmp/runs/tp-1.5b 2>&1 | tee "$out/bench_train_tp_1.5b.log"
+      --legs ${LEGS:-default,plain,case} --case-study-rows 320 --out /tmp/runs/tp-1.5b 2>&1 | tee "$out/bench_train_tp_1.5b.log"
     cp /tmp/runs/tp-1.5b/bench_train.json "$out/bench_train_tp_1.5b.json"
     ;;
 esac

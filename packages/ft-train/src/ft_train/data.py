@@ -129,7 +129,7 @@ def pack(rows: list[dict], ctx_len: int) -> list[list[dict]]:
 def default_batch_tokens(gpu: bool) -> int:
     """--batch-tokens when not given: enough work per step to keep a GPU busy (a small
     model is launch-bound below that); a smaller step on a CPU."""
-    return 16384 if gpu else 4096
+    return 24576 if gpu else 4096
 
 
 def tokens_per_batch(cfg) -> int:

@@ -16,7 +16,8 @@ A small model on a GPU is bound by kernel launches, so this is most of its step.
 
 `--zero auto` (choose_zero) picks the fastest setting that fits in memory:
 training state per worker is about 16 bytes a parameter (fp32 weights 4,
-gradients 4, Adam moments 8) plus activations. In that order, the first that
+gradients 4, Adam moments 8; in bf16 at ZeRO-0, bf16 weights and gradients 4,
+fp32 masters and their gradient 8, Adam 8: 20) plus activations. In that order, the first that
 fits in 85% of one device's memory wins: ZeRO-0 (all of it on every worker),
 ZeRO-2 (gradients and optimizer state split over workers), ZeRO-3 (weights
 too), ZeRO-3 + optimizer offload to CPU, ZeRO-3 + offload of everything.
@@ -43,12 +44,14 @@ def device_memory(device: torch.device) -> int:
     return pages
 
 
-def choose_zero(n_params: int, activation_bytes: int, world: int, memory: int, on_cpu: bool) -> tuple[int, str]:
+def choose_zero(n_params: int, activation_bytes: int, world: int, memory: int, on_cpu: bool,
+                bf16: bool = False) -> tuple[int, str]:
     """(zero stage, offload) for `--zero auto`: the fastest setting whose estimate fits (see module doc)."""
     budget = 0.85 * memory / (world if on_cpu else 1)
     weights, grads, adam = 4 * n_params, 4 * n_params, 8 * n_params
+    plain = weights + grads + adam + (4 * n_params if bf16 else 0)  # FlatMaster: + the masters' fp32 gradient
     options = [
-        (0, "none", weights + grads + adam),
+        (0, "none", plain),
         (2, "none", weights + (grads + adam) / world),
         (3, "none", (weights + grads + adam) / world),
         (3, "optimizer", (weights + grads) / world),

@@ -122,7 +122,7 @@ def train_loop_per_worker(payload: dict) -> None:
     if cfg.zero == "auto":
         n_params = sum(p.numel() for p in model.parameters())
         acts = activation_estimate(model.config, tokens_per_batch(cfg), bf16, cfg.gradient_checkpointing)
-        stage, offload = choose_zero(n_params, acts, world, device_memory(device), device.type == "cpu")
+        stage, offload = choose_zero(n_params, acts, world, device_memory(device), device.type == "cpu", bf16)
         if cfg.offload not in ("auto", "none"):
             stage, offload = 3, cfg.offload
     else:
