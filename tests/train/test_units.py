@@ -250,3 +250,22 @@ def test_flat_master_trains_bf16_weights_from_fp32_masters_and_resumes(tiny_mode
     assert again.load_state(tmp_path, "t") == {"step": 12}
     assert torch.equal(again.master.master, e.master.master)
     assert step(again) == step(e)
+
+
+def test_default_batch_tokens_halves_until_the_activations_fit():
+    from ft_train.data import default_batch_tokens
+    from ft_train.engine import activation_estimate
+    from transformers import LlamaConfig
+
+    assert default_batch_tokens(False) == 4096 and default_batch_tokens(True) == 24576
+    assert default_batch_tokens(True, lambda tokens: tokens <= 7000) == 6144
+    assert default_batch_tokens(True, lambda tokens: False, floor=512) == 768  # never below the floor
+    small = LlamaConfig(hidden_size=576, num_hidden_layers=30, vocab_size=49152)  # SmolLM2-135M's shape
+    big = LlamaConfig(hidden_size=4096, num_hidden_layers=32, vocab_size=32000)  # a 7B model's shape
+    h100 = 80 * 10**9
+
+    def fits(config):
+        return lambda tokens: activation_estimate(config, tokens, True, False) <= 0.6 * h100
+
+    assert default_batch_tokens(True, fits(small)) == 24576
+    assert default_batch_tokens(True, fits(big)) == 6144

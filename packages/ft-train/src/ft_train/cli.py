@@ -55,7 +55,8 @@ stdout: one JSON object at the end: {"best": PATH, "best_val_ppl": X, "epochs": 
 @click.option("--warmup", type=click.FloatRange(0, 1), default=0.03, show_default=True, help="Warmup share of all steps.")
 @click.option("--weight-decay", type=float, default=0.0, show_default=True)
 @click.option("--batch-tokens", type=click.IntRange(min=1), default=None,
-              help="Padded tokens per worker per micro-step. [default: 16384 on GPU, 4096 on CPU]")
+              help="Padded tokens per worker per micro-step. [default: 24576 on GPU, less for large "
+                   "models (activations within 60% of its memory); 4096 on CPU]")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Instead of --batch-tokens: a fixed number of sequences per micro-step (records, or packed rows).")
 @click.option("--grad-accum", type=click.IntRange(min=1), default=1, show_default=True,

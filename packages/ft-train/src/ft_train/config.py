@@ -41,7 +41,7 @@ class TrainConfig:
     weight_decay: float = 0.0  # AdamW weight decay
     betas: tuple[float, float] = (0.9, 0.95)  # AdamW betas
     grad_clip: float = 1.0  # gradient-norm clip (0 = off)
-    batch_tokens: int = 0  # padded tokens per worker per micro-step; 0 = auto (16384 on GPU, 4096 on CPU)
+    batch_tokens: int = 0  # padded tokens per worker per micro-step; 0 = auto (24576 on GPU or less, see data.default_batch_tokens; 4096 on CPU)
     batch_size: int | None = None  # or a fixed number of sequences per micro-step (a packed row, or one record)
     grad_accum: int = 1  # micro-steps per optimizer step
     ctx_len: int = 512  # longest sequence; longer records are truncated (and counted)

@@ -126,10 +126,14 @@ def pack(rows: list[dict], ctx_len: int) -> list[list[dict]]:
     return bins
 
 
-def default_batch_tokens(gpu: bool) -> int:
-    """--batch-tokens when not given: enough work per step to keep a GPU busy (a small
-    model is launch-bound below that); a smaller step on a CPU."""
-    return 24576 if gpu else 4096
+def default_batch_tokens(gpu: bool, fits=lambda tokens: True, floor: int = 512) -> int:
+    """--batch-tokens when not given: on a GPU 24,576, enough work per step to keep it busy
+    (a small model is launch-bound below that), halved while `fits(tokens)` says a batch's
+    activations would not fit (large models), never below `floor`; 4,096 on a CPU."""
+    tokens = 24576 if gpu else 4096
+    while tokens // 2 >= floor and not fits(tokens):
+        tokens //= 2
+    return tokens
 
 
 def tokens_per_batch(cfg) -> int:

@@ -33,6 +33,7 @@ from ft_train.data import (
     shard,
     tokenize_records,
 )
+from ft_train.engine import activation_estimate
 from ft_train.tokens import (
     add_tokens,
     check_tokens,
@@ -103,7 +104,7 @@ def prepare(cfg: TrainConfig, special_tokens_file: str | None = None) -> Prepare
     tokenizer.save_pretrained(tok_dir)
 
     if not cfg.batch_tokens:
-        cfg.batch_tokens = default_batch_tokens(_uses_gpu(cfg))
+        cfg.batch_tokens = default_batch_tokens(_uses_gpu(cfg), _activations_fit(resolved.path, cfg), floor=cfg.ctx_len)
     batches = make_batches(train_rows, cfg.layout, cfg.batch_size, cfg.batch_tokens, cfg.ctx_len, 0)
     micro = len(shard(batches, 0, cfg.workers, cfg.grad_accum))
     steps_per_epoch = micro // cfg.grad_accum
@@ -185,6 +186,20 @@ def fit(payload: dict, cfg: TrainConfig, total_steps: int) -> None:
     finally:
         watcher.stop()
         ray.shutdown()  # stops the log forwarding too (only disconnects from a cluster given with --address)
+
+
+def _activations_fit(model_path: str, cfg: TrainConfig):
+    """fits(tokens): a batch's activations (estimated from the model's config) take at most 60%
+    of one GPU's memory (this machine's first GPU; 80 GiB when the GPUs are elsewhere)."""
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(model_path)
+    memory = 80 << 30
+    if _has_gpu():
+        import torch
+
+        memory = torch.cuda.get_device_properties(0).total_memory
+    return lambda tokens: activation_estimate(config, tokens, True, cfg.gradient_checkpointing) <= 0.6 * memory
 
 
 def _uses_gpu(cfg: TrainConfig) -> bool:
