@@ -11,8 +11,9 @@ autocast, fused AdamW, gradient clipping, batches from ft_train.data) and ft-inf
 hf engine, so the figures are the commands' and not a re-implementation's.
 
 Training: milliseconds per step, real (non-padding) tokens/s and peak memory for each
-batch layout and size (the old default pack 8x512, and the group/token-budget layouts),
-on ViGGO training records; --big DIR adds the same for a second, larger config.
+variant (token budget, layout, fp32 weights under autocast or bf16 weights with fp32
+masters, cuDNN attention on or off, torch.compile), one epoch of warm-up then the next
+epoch timed, on ViGGO training records; --big DIR adds a second, larger config.
 Inference: seconds for the 714 ViGGO validation prompts with ft-infer's hf engine (its
 default, a static cache, other batch sizes) and with a naive `model.generate` at batch 128.
 A random model never emits the stop token, so every batch decodes all --max-new-tokens
