@@ -180,22 +180,16 @@ def main() -> None:
         run = timed("hf", lambda rs: list(infer(rs, hf, window=max(len(rs), 1), stats=Stats())), records, device)
         report["runs"].append(run["summary"])
         outputs["hf"] = run["outputs"]
-    if "hf-static" in engines:
-        static = HFEngine(resolved.path, options, batch_size=args.batch_size, device=device, dtype=args.dtype,
-                          static_cache=True, quiet=True)
-        static.load()
-        run = timed("hf-static", lambda rs: list(infer(rs, static, window=max(len(rs), 1))), records, device)
+    for name, flags in (("hf-static", {"static_cache": True}), ("hf-compile", {"compile": True})):
+        if name not in engines:
+            continue
+        variant = HFEngine(resolved.path, options, batch_size=args.batch_size, device=device, dtype=args.dtype,
+                           quiet=True, **flags)
+        variant.load()
+        run = timed(name, lambda rs, e=variant: list(infer(rs, e, window=max(len(rs), 1))), records, device)
         report["runs"].append(run["summary"])
-        outputs["hf-static"] = run["outputs"]
-        del static
-    if "hf-compile" in engines:
-        compiled = HFEngine(resolved.path, options, batch_size=args.batch_size, device=device, dtype=args.dtype,
-                            compile=True, quiet=True)
-        compiled.load()
-        run = timed("hf-compile", lambda rs: list(infer(rs, compiled, window=max(len(rs), 1))), records, device)
-        report["runs"].append(run["summary"])
-        outputs["hf-compile"] = run["outputs"]
-        del compiled
+        outputs[name] = run["outputs"]
+        del variant
     if "vllm" in engines:
         if importlib.util.find_spec("vllm") is None or not device.startswith("cuda"):
             report["vllm"] = "skipped: vllm not importable or no GPU"
