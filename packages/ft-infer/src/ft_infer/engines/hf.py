@@ -239,7 +239,6 @@ def _attention_without_cudnn(device):
     third of the step). Flash and memory-efficient attention have no such set-up."""
     import contextlib
 
-
     if device.type != "cuda":
         return contextlib.nullcontext()
     from torch.nn.attention import SDPBackend, sdpa_kernel
