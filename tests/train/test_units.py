@@ -269,3 +269,44 @@ def test_default_batch_tokens_halves_until_the_activations_fit():
 
     assert default_batch_tokens(True, fits(small)) == 24576
     assert default_batch_tokens(True, fits(big)) == 6144
+
+
+def _ddp_flat_master_worker(rank: int, world: int, model_dir: str, port: int, out: str) -> None:
+    import torch.distributed as dist
+    from ft_train.engine import Engine
+    from ft_train.loop import CausalLMLoss
+    from transformers import AutoModelForCausalLM
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    cfg = TrainConfig(lr=1e-2, batch_size=2, grad_clip=1.0, warmup=0.0)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    engine = Engine(CausalLMLoss(model), cfg, 0, "none", torch.device("cpu"), world, total_steps=10, bf16=True)
+    for step in range(3):  # each rank trains on its own rows: only the gradient all-reduce keeps them equal
+        base = 10 + 7 * rank + step
+        rows = [{"ids": [base, base + 1, base + 2], "labels": [base + 1, base + 2, IGNORE]}]
+        x = collate([rows], "group", 16, pad_id=0)
+        loss = engine.forward_model(**x)
+        engine.backward(loss / len(x["loss_labels"]))
+        engine.step()
+    torch.save({"master": engine.master.master.detach(), "weights": engine.master.weights}, f"{out}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_flat_master_replicas_stay_equal_under_ddp(tiny_model, tmp_path):
+    """Two DDP workers on different rows: the all-reduced gradients reach FlatMaster's buffer,
+    so both end with the same masters and weights (and they moved)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_flat_master_worker, args=(2, str(tiny_model), port, str(tmp_path)), nprocs=2)
+    a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert torch.equal(a["master"], b["master"]) and torch.equal(a["weights"], b["weights"])
+    from transformers import AutoModelForCausalLM
+
+    start = torch.cat([p.detach().reshape(-1) for p in AutoModelForCausalLM.from_pretrained(tiny_model).parameters()])
+    assert not torch.allclose(a["master"], start)
