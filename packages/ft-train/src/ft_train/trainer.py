@@ -104,7 +104,9 @@ def prepare(cfg: TrainConfig, special_tokens_file: str | None = None) -> Prepare
     tokenizer.save_pretrained(tok_dir)
 
     if not cfg.batch_tokens:
-        cfg.batch_tokens = default_batch_tokens(_uses_gpu(cfg), _activations_fit(resolved.path, cfg), floor=cfg.ctx_len)
+        gpu = _uses_gpu(cfg)  # the activation estimate (the model's config) matters only on a GPU
+        fits = _activations_fit(resolved.path, cfg) if gpu else (lambda tokens: True)
+        cfg.batch_tokens = default_batch_tokens(gpu, fits, floor=cfg.ctx_len)
     batches = make_batches(train_rows, cfg.layout, cfg.batch_size, cfg.batch_tokens, cfg.ctx_len, 0)
     micro = len(shard(batches, 0, cfg.workers, cfg.grad_accum))
     steps_per_epoch = micro // cfg.grad_accum
