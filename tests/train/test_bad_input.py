@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from conftest import ft_train
+from train_support import ft_train
 
 
 def _args(model, train, valid, out):

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import time
 
-from conftest import BIN, E2E_ARGS, ft_train
+from train_support import BIN, E2E_ARGS, ft_train
 
 
 def _latest(out):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import ft_train, viggo_records
+from train_support import ft_train, viggo_records
 
 
 def test_second_stage_from_a_checkpoint(tmp_path, e2e_run):

@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-from conftest import viggo_records
 from ft_common.errors import InputError
 from ft_common.tasks import END_A, SPECIAL_TOKENS
 from ft_train.config import TrainConfig
@@ -27,6 +26,7 @@ from ft_train.tokens import (
     stop_token,
     tokens_from_records,
 )
+from train_support import viggo_records
 
 
 @pytest.fixture(scope="module")
