@@ -45,7 +45,7 @@ def test_stops_at_the_special_stop_token(stop_model):
     for f, s, rec in zip(free, stopped, records, strict=True):
         ids = engine.decode([engine.encode(Request(id="x", prompt=rec["prompt"]))],
                             _plan(engine, ()))[0]
-        if end_a in ids:
+        if end_a in ids:  # decode ends at the first stop token, so it stopped there
             hits += 1
             cut = ids.index(end_a)
             assert s["finish_reason"] == "stop"
@@ -53,6 +53,8 @@ def test_stops_at_the_special_stop_token(stop_model):
             assert s["completion"] == engine.tokenizer.decode(ids[:cut])
             assert END_A not in s["completion"]
             assert f["completion"].startswith(s["completion"])
+        elif ids and ids[-1] in engine.eos:  # the model's own eos is a stop too
+            assert s["finish_reason"] == "stop" and s["completion_tokens"] == len(ids)
         else:
             assert s["finish_reason"] == "length" and s["completion_tokens"] == 16
     assert 0 < hits < len(records)  # some stop, some run to the limit: both in one batch
