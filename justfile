@@ -25,15 +25,11 @@ fetch-model:
 fetch-qwen:
     bash scripts/fetch_qwen_coder.sh models
 
-# The main job on its default, small enough for a CPU: SmolLM2-135M fine-tuned on 200 ViGGO rows
-# for one epoch, then generation and scoring on 20 validation records. A GPU run: `just reproduce viggo`.
-demo rows="200" out="runs/demo": fetch-model
-    mkdir -p {{out}}
-    {{venv}}/ft-prep viggo --data {{data}} --split train --shuffle --limit {{rows}} -o {{out}}/train.jsonl
-    {{venv}}/ft-prep viggo --data {{data}} --split valid --limit 40 -o {{out}}/valid.jsonl
-    rm -rf {{out}}/ft
-    {{venv}}/ft-train -m {{smollm}} --train {{out}}/train.jsonl --valid {{out}}/valid.jsonl -o {{out}}/ft --epochs 1 --batch-size 4 --lr 2e-4
-    {{venv}}/ft-prep viggo --data {{data}} --split valid --limit 20 | {{venv}}/ft-infer -m {{out}}/ft/best --max-new-tokens 64 | {{venv}}/ft-score viggo --summary {{out}}/summary.json > {{out}}/scored.jsonl
+# CPU: 400 rows x 1 epoch, 20 records, under 10 minutes on 2 cores; DEMO_ROWS etc.: scripts/demo.sh.
+# With a CUDA GPU: the full recipe (scripts/reproduce.sh viggo).
+# ViGGO scored before and after fine-tuning SmolLM2-135M-Instruct, side by side.
+demo out="runs/demo":
+    bash scripts/demo.sh {{out}}
 
 # The case study's run for one task (viggo, sql, gsm8k): fine-tune, generate, score; needs a GPU.
 reproduce task: fetch-model fetch-qwen

@@ -3,10 +3,10 @@
 # prompted baselines of docs/results.md, with the same record files as the fine-tuned runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source bench/gpu_env.sh
+source tools/airgap-gpu/gpu_env.sh
 qwen=models/Qwen2.5-Coder-1.5B-Instruct.Q4_K_M.gguf
 if [ ! -s "$qwen" ]; then
-  bash scripts/carry_join.sh /tmp/qstage "$qwen"
+  bash tools/airgap-gpu/carry_join.sh /tmp/qstage "$qwen"
   echo "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046  $qwen" | sha256sum -c --quiet -
 fi
 DATA=.carry/data

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# On the GPU machine, after scripts/gpu_unstage.sh: the speed benchmarks of ft-infer and
+# On the GPU machine, after tools/airgap-gpu/gpu_unstage.sh: the speed benchmarks of ft-infer and
 # ft-train (docs/benchmarks.md), logs and JSON to $OUT (or /tmp/speed).
 #
 #   bash bench/gpu_speed.sh infer-viggo   # bench_infer (naive, hf, hf-static) + ViGGO time-to-model
@@ -8,7 +8,7 @@
 #   bash bench/gpu_speed.sh tp-1.5b       # the same at 1.5B (Qwen2.5-1.5B's config, random weights)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-source bench/gpu_env.sh
+source tools/airgap-gpu/gpu_env.sh
 out=${OUT:-/tmp/speed}
 mkdir -p "$out"
 gguf=models/SmolLM2-135M-Instruct.Q4_1.gguf

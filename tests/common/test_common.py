@@ -123,6 +123,78 @@ def test_run_usage_error_exit_2(capsys):
     with pytest.raises(SystemExit) as exc:
         run(_tool(), "ft-x", ["--no-such-flag"])
     assert exc.value.code == 2
+    # One line, not click's Usage / Try / Error three.
+    assert capsys.readouterr().err.splitlines() == ["ft-x: error: no such option '--no-such-flag' (see 'ft-x --help')"]
+
+
+def test_output_option_reads_no_environment(tmp_path, monkeypatch, capsys):
+    """FT_OUTPUT exported for a pipeline sent every command to the same file."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FT_OUTPUT", "o.jsonl")
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"a": 1}\n')
+    with pytest.raises(SystemExit) as exc:
+        run(_tool(), "ft-x", [str(src)])
+    assert exc.value.code == 0
+    assert json.loads(capsys.readouterr().out) == {"a": 1} and not (tmp_path / "o.jsonl").exists()
+
+
+def _noisy():
+    @click.command()
+    @common_options
+    def noisy(quiet):
+        """Warn as a library would, through both channels."""
+        import logging
+        import warnings
+
+        warnings.warn("a library's deprecation", FutureWarning, stacklevel=1)
+        logging.getLogger("sqlglot").warning("'SHOW x' contains unsupported syntax")
+
+    return noisy  # this test module is not ft_*, so its warnings count as a library's
+
+
+def test_third_party_warnings_hidden_until_verbose(capsys, caplog, monkeypatch):
+    import logging
+    import warnings
+
+    monkeypatch.delenv("FT_VERBOSE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_VERBOSITY", raising=False)
+    before = (list(warnings.filters), logging.getLogger("sqlglot").level, logging.getLogger().level)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with pytest.raises(SystemExit):
+            run(_noisy(), "ft-x", [])
+        assert seen == [] and caplog.records == [] and capsys.readouterr().err == ""
+        with pytest.raises(SystemExit):
+            run(_noisy(), "ft-x", ["-v"])
+        assert [str(w.message) for w in seen] == ["a library's deprecation"]
+        assert [r.getMessage() for r in caplog.records] == ["'SHOW x' contains unsupported syntax"]
+    # run() leaves an in-process caller as it found it.
+    assert (list(warnings.filters), logging.getLogger("sqlglot").level, logging.getLogger().level) == before
+    assert "TRANSFORMERS_VERBOSITY" not in os.environ and "FT_VERBOSE" not in os.environ
+
+
+def test_progress_draws_only_on_a_terminal(monkeypatch, capsys):
+    from ft_common.progress import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty = Tty()
+    monkeypatch.setattr("sys.stderr", tty)
+    p = Progress("ft-x", total=4)
+    p.note("batch 1/1, token 3/9")
+    assert tty.getvalue().startswith("\rft-x: 0/4 batch 1/1, token 3/9")
+    Progress("ft-x", quiet=True).note("hidden")
+    assert "hidden" not in tty.getvalue()
+    pipe = io.StringIO()
+    monkeypatch.setattr("sys.stderr", pipe)
+    p = Progress("ft-x", total=4)
+    p.note("x")
+    p.update(4)
+    p.close()
+    assert pipe.getvalue() == ""
 
 
 def test_verbose_shows_traceback(tmp_path, capsys, monkeypatch):
@@ -134,22 +206,39 @@ def test_verbose_shows_traceback(tmp_path, capsys, monkeypatch):
     assert "Traceback" in capsys.readouterr().err
 
 
-def test_atomic_write_to_a_device_writes_through(tmp_path):
-    fifo = tmp_path / "pipe"
-    os.mkfifo(fifo)
+def test_atomic_write_to_a_device_writes_through(tmp_path, monkeypatch):
+    import stat
     import threading
 
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
     got = []
-    reader = threading.Thread(target=lambda: got.append(open(fifo).read()))
+    # daemon: if the FIFO were renamed over, the reader would block forever and hang pytest
+    reader = threading.Thread(target=lambda: got.append(open(fifo).read()), daemon=True)
     reader.start()
     with atomic_write(fifo) as fh:
         fh.write("line\n")
     reader.join(5)
     assert got == ["line\n"]
-    assert not fifo.is_file() and fifo.exists()
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    # /dev/null is never a regular file, so checking that proves nothing; instead no temp file
+    # is made beside it and nothing is renamed over it. (As root a rename would replace the
+    # machine's /dev/null: the guard refuses it, and the failed write removes its temp file.)
+    renamed = []
+    real_replace = os.replace
+
+    def guard(src, dst, *args, **kwargs):
+        if os.path.abspath(dst) == os.devnull:
+            renamed.append(src)
+            raise PermissionError(f"test guard: not renaming {src} over {dst}")
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", guard)
+    before = set(os.listdir(os.path.dirname(os.devnull)))
     with open_output(os.devnull) as w:
         w.write({"a": 1})
-    assert not os.path.isfile(os.devnull)
+    assert renamed == [] and set(os.listdir(os.path.dirname(os.devnull))) == before
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
 
 
 def test_mathqa_option_with_spaces():

@@ -90,20 +90,38 @@ def test_finish_reason_length_and_record_keys(varied_model):
 
 
 def test_mixed_stops_in_one_window_keep_order(stop_model):
-    records = viggo_records(6)
-    for i, r in enumerate(records):
-        r["stop"] = [END_A] if i % 2 else ["<never>"]
-    out = run(stop_model, records, max_new_tokens=8, batch_size=2)
+    # Each prompt twice, once with each stop: prompts of one length must still not share a stop.
+    prompts = viggo_records(6)
+    records = [{**r, "id": f"{r['id']}/{name}", "stop": stop}
+               for r in prompts for name, stop in (("end", [END_A]), ("never", ["<never>"]))]
+    out = run(stop_model, records, max_new_tokens=16, batch_size=4)
     assert [r["id"] for r in out] == [r["id"] for r in records]
-    assert all(r["finish_reason"] == "length" for r in out[::2])
+    # Free runs show where each prompt emits <END_A>: there the <END_A> record stops (the
+    # completion leaves it out) and the <never> record runs on; elsewhere both run on.
+    free = [f["completion"] for f in run(stop_model, [{**r, "stop": ["<never>"]} for r in prompts],
+                                         max_new_tokens=16)]
+    assert any(END_A in text for text in free)
+    for (end, never), text in zip(zip(out[::2], out[1::2], strict=True), free, strict=True):
+        assert never["completion"] == text, never["id"]
+        if END_A in text:
+            assert end["finish_reason"] == "stop" and end["completion"] == text[: text.index(END_A)], end["id"]
+        else:
+            assert end["completion"] == text, end["id"]
 
 
 def test_sampling_is_seeded(varied_model):
-    records = viggo_records(3)
-    opts = GenerationOptions(max_new_tokens=8, temperature=1.0, top_p=0.9, seed=3)
-    a = list(infer(records, make_engine("hf", str(varied_model), opts, quiet=True)))
-    b = list(infer(records, make_engine("hf", str(varied_model), opts, quiet=True)))
-    assert [r["completion"] for r in a] == [r["completion"] for r in b]
+    records = viggo_records(4)
+
+    def sample(**kw):
+        opts = GenerationOptions(max_new_tokens=8, **kw)
+        return [r["completion"] for r in infer(records, make_engine("hf", str(varied_model), opts, quiet=True))]
+
+    a = sample(temperature=1.0, top_p=0.9, seed=3)
+    assert a == sample(temperature=1.0, top_p=0.9, seed=3)  # the same seed, the same samples
+    # It really samples (an engine ignoring temperature would give the greedy text) and the
+    # seed drives it (one ignoring the seed would repeat the same draws).
+    assert a != sample(temperature=0.0)
+    assert a != sample(temperature=1.0, top_p=0.9, seed=4)
 
 
 def test_record_without_prompt_names_its_id(varied_model):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from ft_common.errors import InputError
-from ft_infer.resume import done_ids, drop_torn_tail
+from ft_infer.resume import resume_point, unique_ids
 from ft_infer.types import to_request
 
 
@@ -29,13 +29,40 @@ def test_bad_records_name_their_id(record, message):
         to_request(record, 0)
 
 
-def test_done_ids_ignore_a_torn_line(tmp_path):
+def test_resume_point_cuts_a_torn_line(tmp_path):
     out = tmp_path / "out.jsonl"
     out.write_text('{"id": "a", "completion": "x"}\n{"id": "b"}\n{"id": "c", "compl')
-    assert done_ids(str(out)) == {"a"}  # b has no completion, c was cut short
-    drop_torn_tail(str(out))
-    assert out.read_text().endswith('{"id": "b"}\n')
-    assert done_ids(str(tmp_path / "missing.jsonl")) == set()
+    assert resume_point(str(out)) == {"a"}  # b has no completion, c was cut short
+    assert out.read_text() == '{"id": "a", "completion": "x"}\n{"id": "b"}\n'
+    assert resume_point(str(tmp_path / "missing.jsonl")) == set()
+
+
+def test_resume_point_keeps_a_finished_last_line_without_newline(tmp_path):
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"id": "a", "completion": "x"}\n{"id": "b", "completion": "y"}')
+    assert resume_point(str(out)) == {"a", "b"}
+    assert out.read_text() == '{"id": "a", "completion": "x"}\n{"id": "b", "completion": "y"}\n'
+
+
+def test_resume_point_cuts_a_torn_multibyte_character(tmp_path):
+    out = tmp_path / "out.jsonl"
+    out.write_bytes('{"id": "a", "completion": "é"}\n{"id": "b", "completion": "é'.encode()[:-1])
+    assert resume_point(str(out)) == {"a"}
+    assert out.read_bytes().endswith(b'"\xc3\xa9"}\n')
+
+
+def test_resume_point_refuses_a_bad_line_before_the_end(tmp_path):
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"id": "a", "completion": "x"}\nnot json\n{"id": "b", "completion": "y"}\n')
+    with pytest.raises(InputError, match=r"out.jsonl:2: not valid JSON"):
+        resume_point(str(out))
+
+
+def test_duplicate_ids_name_both_lines():
+    pairs = [(1, {"id": "a"}), (2, {"id": "b"}), (4, {"prompt": "no id"}), (5, {"id": "a"})]
+    with pytest.raises(InputError, match=r"in.jsonl:5: duplicate id 'a' \(first on line 1\)"):
+        list(unique_ids(pairs, "in.jsonl"))
+    assert len(list(unique_ids(pairs[:3], "in.jsonl"))) == 3
 
 
 def test_chat_messages_use_the_chat_template(varied_model):

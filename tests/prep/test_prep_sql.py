@@ -130,17 +130,22 @@ def test_synthetic_tables_are_valid_and_deterministic(sql):
 
 
 def test_sql_create_context_file(prep, tmp_path):
+    # Half the answers in lower case: the file's answer is kept verbatim, not re-spelled by sqlglot.
     rows = [{"question": f"How many heads older than {n}?", "context": "CREATE TABLE head (age INTEGER, name VARCHAR)",
-             "answer": f"SELECT COUNT(*) FROM head WHERE age > {n}"} for n in range(60)]
+             "answer": f"select count(*) from head where age > {n}" if n % 2
+             else f"SELECT COUNT(*) FROM head WHERE age > {n}"} for n in range(60)]
     path = tmp_path / "scc.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     train = prep("sql", "--source", path, "-q").records
     valid = prep("sql", "--source", path, "--split", "valid", "-q").records
     assert len(train) + len(valid) == 60
     assert {r["id"] for r in train}.isdisjoint({r["id"] for r in valid})
+    for r in train + valid:  # each record is its own row, whole and runnable
+        row = rows[int(r["id"].split("/")[-1])]
+        assert r["meta"]["source"] == "local" and r["meta"]["question"] == row["question"]
+        assert r["meta"]["context"] == row["context"] and r["meta"]["reference"] == row["answer"]
+        assert_sql_record(r)
     r = train[0]
-    assert r["meta"]["context"] == rows[int(r["id"].split("/")[-1])]["context"] and r["meta"]["source"] == "local"
-    assert_sql_record(r) or True
     assert context_schema(r["meta"]["context"]) == {"head": {"age": "INTEGER", "name": "VARCHAR"}}
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([{"question": "q", "context": "CREATE TABLE t (a VARCHAR)"}]))

@@ -85,8 +85,17 @@ def test_mathqa_valid_test_and_missing_train(prep, shared_data):
         assert r["target"].endswith(f"#### {r['meta']['answer']}<END_A>")
         assert final_option(r["target"]) == r["meta"]["answer"]
         assert sorted(r["meta"]["options"]) == list("abcde") and "\nOptions: a ) " in r["prompt"]
-    for fmt in ("fewshot", "chat"):
-        assert prep("mathqa", "--data", shared_data, "--split", "valid", "--limit", "2", "--format", fmt).code == 0
+    # The other formats: the same problems, asked of a completion model or a chat endpoint.
+    fewshot = prep("mathqa", "--data", shared_data, "--split", "valid", "--limit", "2", "--format", "fewshot").records
+    assert [r["meta"] for r in fewshot] == [r["meta"] for r in valid[:2]]
+    for r in fewshot:
+        assert r["format"] == "fewshot" and "target" not in r and "<START_Q>" not in r["prompt"]
+        assert r["prompt"].endswith(f"Q: {r['meta']['input']}\nA:") and r["stop"] != ["<END_A>"]
+    chat = prep("mathqa", "--data", shared_data, "--split", "valid", "--limit", "2", "--format", "chat").records
+    assert [r["meta"] for r in chat] == [r["meta"] for r in valid[:2]]
+    for r in chat:
+        assert r["format"] == "chat" and "prompt" not in r and r["messages"][0]["role"] == "system"
+        assert r["messages"][-1] == {"role": "user", "content": r["meta"]["input"]}
     res = prep("mathqa", "--data", shared_data, "--split", "train")
     assert res.code == 2 and "train.json" in res.err and "hub" in res.err
 

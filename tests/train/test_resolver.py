@@ -7,7 +7,6 @@ Q8_0-quantized), so the test needs no download.
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -94,12 +93,14 @@ def test_folder_without_config_and_missing_paths(tmp_path):
         resolve_model(str(tmp_path / "nope"))
 
 
-def test_hub_id_is_passed_through():
+def test_hub_id_is_passed_through(monkeypatch):
+    monkeypatch.setattr("ft_common.hub.why_not", lambda kind: None)  # the hub answers (see tests/common/test_first_hour.py)
     r = resolve_model("HuggingFaceTB/SmolLM2-135M")
     assert r.source == "hub" and r.path == "HuggingFaceTB/SmolLM2-135M"
 
 
 def test_gguf_is_dequantized_once_into_a_plain_folder(tmp_path, tiny_model, monkeypatch):
+    import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     monkeypatch.setenv("FT_CACHE", str(tmp_path / "cache"))
@@ -118,10 +119,17 @@ def test_gguf_is_dequantized_once_into_a_plain_folder(tmp_path, tiny_model, monk
     down = torch.from_numpy(original["model.layers.0.mlp.down_proj.weight"]).float()
     assert (sd["model.layers.0.mlp.down_proj.weight"].float() - down).abs().max() < 0.01  # Q8_0 error
     assert tok.decode(tok.encode("Halo is a great game")) .endswith("Halo is a great game")
-    # the second resolve uses the cache: no de-quantizing again
-    shutil.rmtree(tmp_path / "unused", ignore_errors=True)
+    # The second resolve uses the cache: loading the GGUF again would fail here, and a
+    # re-written folder would lose the marker planted in it.
+    marker = tmp_path / "cache" / "gguf" / r.path.split("/")[-1] / "MARKER"
+    marker.write_text("kept")
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", _no_second_load)
     again = resolve_model(str(gguf_path), quiet=True)
-    assert again == r
+    assert again == r and marker.read_text() == "kept"
+
+
+def _no_second_load(*args, **kwargs):
+    raise AssertionError("the GGUF file was de-quantized a second time")
 
 
 @pytest.mark.slow
@@ -131,6 +139,28 @@ def test_real_smollm2_gguf(tmp_path, monkeypatch):
     path = Path(__file__).resolve().parents[2] / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
     if not path.is_file():
         pytest.skip("run `just fetch-model` first")
+    import gguf
+    from safetensors.numpy import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     monkeypatch.setenv("FT_CACHE", str(tmp_path / "cache"))
     r = resolve_model(str(path), quiet=True)
-    assert (Path(r.path) / "model.safetensors").is_file()
+    assert r.source == "gguf" and r.sha256 == file_sha256(path)
+    config = json.loads((Path(r.path) / "config.json").read_text())
+    assert config["model_type"] == "llama" and "quantization_config" not in config
+    # Each weight is what gguf itself de-quantizes (Q8_0 embeddings, Q4_1 layers; neither is
+    # permuted like q/k, so they compare directly).
+    sd = load_file(Path(r.path) / "model.safetensors")
+    tensors = {t.name: t for t in gguf.GGUFReader(str(path)).tensors}
+    for gname, name in (("token_embd.weight", "model.embed_tokens.weight"),
+                        ("blk.0.ffn_down.weight", "model.layers.0.mlp.down_proj.weight"),
+                        ("blk.3.attn_v.weight", "model.layers.3.self_attn.v_proj.weight")):
+        t = tensors[gname]
+        want = gguf.quants.dequantize(t.data, t.tensor_type)
+        assert np.allclose(sd[name], want, atol=1e-6), name
+    # The folder is a working model with its tokenizer: greedy decoding knows the answer.
+    tok = AutoTokenizer.from_pretrained(r.path)
+    model = AutoModelForCausalLM.from_pretrained(r.path)
+    ids = tok("The capital of France is", return_tensors="pt").input_ids
+    out = model.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=tok.eos_token_id)
+    assert "Paris" in tok.decode(out[0, ids.shape[1]:])

@@ -205,6 +205,49 @@ def test_config_round_trips(tmp_path):
     assert TrainConfig.from_dict(json.loads((tmp_path / "c.json").read_text())) == cfg
 
 
+def _parse(args: list[str]) -> TrainConfig:
+    """The TrainConfig ft-train's flags give (click parses; nothing trains)."""
+    import click
+    from ft_train.config import cli_options
+
+    @click.command()
+    @cli_options
+    def cmd(**params):
+        return TrainConfig.from_cli(params)
+
+    return cmd.main(["-m", "m", "--train", "t.jsonl", "-o", "o", *args], standalone_mode=False)
+
+
+def test_flags_come_from_the_config_fields():
+    cfg = _parse([])
+    # Unset flags take the dataclass defaults (--batch-tokens unset is None on the command line, 0 = auto here).
+    assert cfg == TrainConfig(model="m", train="t.jsonl", out_dir="o")
+    cfg = _parse(["--pad-to-max", "--special-tokens", __file__, "--zero", "3", "--offload", "all", "--lr", "0.5",
+                  "--compile", "--batch-tokens", "64", "--seed", "7", "-q"])
+    assert (cfg.layout, cfg.special_tokens_file, cfg.zero, cfg.offload, cfg.lr, cfg.compile, cfg.batch_tokens,
+            cfg.seed, cfg.quiet) == ("pad", __file__, "3", "all", 0.5, True, 64, 7, True)
+    import click
+
+    with pytest.raises(click.BadParameter):  # the field's range reaches the flag
+        _parse(["--valid-fraction", "0.9"])
+
+
+def test_config_is_frozen_and_checks_flag_combinations():
+    import dataclasses
+
+    from ft_common.errors import UsageError
+
+    cfg = TrainConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.batch_tokens = 5  # the driver derives a new config (dataclasses.replace) instead
+    with pytest.raises(UsageError, match="--offload needs DeepSpeed ZeRO"):
+        TrainConfig(zero="0", offload="optimizer")
+    with pytest.raises(UsageError, match="--offload all needs --zero 3"):
+        _parse(["--zero", "2", "--offload", "all"])
+    with pytest.raises(UsageError, match="only one of --train and --valid"):
+        TrainConfig(train="-", valid="-")
+
+
 def test_zero_auto_rule():
     gib = 1 << 30
     # 135M on an 80 GB GPU: plain training (ZeRO-0), no offload.

@@ -1,13 +1,63 @@
-"""Atomic writes: a file or folder appears whole under its name, or not at all."""
+"""Atomic writes: a file or folder appears whole under its name, or not at all.
+
+The temporary entry sits beside the target as `.NAME.ft-HOST-PID-RANDOM.tmp`. A run killed
+with SIGKILL (or a power cut) cannot remove it, so the next atomic write to the same target
+removes the ones whose writer is gone: same host, and that pid no longer runs. Entries of a
+live writer, of another host (a shared filesystem) or not named this way are left alone.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+# Hostnames may hold dots and more; the name keeps letters, digits and dashes, so it parses back.
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}.ft-{_HOST}-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files and folders that killed writers left beside `path`."""
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.ft-{re.escape(_HOST)}-(\d+)-[A-Za-z0-9_]+\.tmp")
+    removed = []
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if not match or _alive(int(match.group(1))):
+            continue
+        stale = Path(entry.path)
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(stale)
+            else:
+                stale.unlink()
+            removed.append(stale)
+    return removed
 
 
 def _default_mode(directory: bool) -> int:
@@ -30,7 +80,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
             yield fh
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         os.chmod(tmp, _default_mode(directory=False))
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:
@@ -53,7 +104,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_stale_temps(path)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         os.chmod(tmp, _default_mode(directory=True))
         yield tmp

@@ -1,9 +1,17 @@
 """The click layer every ft command shares: one flag vocabulary, one error style.
 
 Each command's console script calls `run(cli, "ft-X")`, which turns every
-failure into one stderr line `ft-X: error: ...` and an exit code: 1 for a
-runtime failure, 2 for a usage error or bad input. `-v` adds the traceback.
-A closed stdout (`ft-prep gsm8k | head`) ends the command quietly.
+failure, click's usage errors included, into one stderr line `ft-X: error: ...`
+and an exit code: 1 for a runtime failure, 2 for a usage error or bad input.
+`-v` adds the traceback and lets third-party warnings and logs through
+(`ft_common.thirdparty`). A closed stdout (`ft-prep gsm8k | head`) ends the
+command quietly.
+
+Environment variables: only those that mean the same in every command and are
+safe to export for a whole pipeline (FT_LIMIT, FT_SEED, FT_QUIET, FT_VERBOSE).
+None names an output or a model: one exported FT_OUTPUT sent every command of
+a pipe to the same file, and ft-train and ft-infer never want the same model.
+The table of every variable is in the README's Conventions section.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import click
 
+from ft_common import secrets, thirdparty
 from ft_common.errors import FtError
 
 _state = {"verbose": False}
@@ -26,6 +35,8 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 def _set_verbose(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
     if value:
         _state["verbose"] = True
+        os.environ["FT_VERBOSE"] = "1"  # worker processes (Ray, the SQL sandbox) inherit it
+        thirdparty.show()
     return value
 
 
@@ -35,12 +46,14 @@ def input_argument(name: str = "input") -> Callable:
 
 
 def output_option(help: str = "Write records here instead of stdout.") -> Callable:
-    return click.option("-o", "--output", default="-", envvar="FT_OUTPUT", show_default=True,
-                        type=click.Path(dir_okay=False, allow_dash=True), help=f"{help} [env FT_OUTPUT]")
+    # No environment variable: exported for a pipeline, it would send every command to one file.
+    return click.option("-o", "--output", default="-", show_default=True,
+                        type=click.Path(dir_okay=False, allow_dash=True), help=help)
 
 
 def model_option(required: bool = False, help: str = "Model: a local folder, a .gguf file or a hub id.") -> Callable:
-    return click.option("-m", "--model", required=required, envvar="FT_MODEL", help=f"{help} [env FT_MODEL]")
+    # No environment variable: each command of a pipeline wants its own model.
+    return click.option("-m", "--model", required=required, help=help)
 
 
 def limit_option() -> Callable:
@@ -75,20 +88,23 @@ def take(records: Iterable[dict], limit: int | None) -> Iterator[dict]:
 
 
 def verbose() -> bool:
-    return _state["verbose"] or os.environ.get("FT_VERBOSE", "") not in ("", "0", "false")
+    return _state["verbose"] or thirdparty.verbose_env()
 
 
 def run(command: click.Command, prog: str, args: list[str] | None = None) -> None:
     """Invoke a click command as console script `prog` and exit with ft's conventions."""
     code = 0
+    saved = (_state["verbose"], os.environ.get("FT_VERBOSE"))
+    if not verbose():
+        thirdparty.hide()  # until -v, parsed below, says otherwise
     try:
         result = command.main(args=args, prog_name=prog, standalone_mode=False)
         code = result if isinstance(result, int) else 0
         sys.stdout.flush()
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except click.ClickException as exc:  # usage errors: click prints usage + the error
-        exc.show()
+    except click.ClickException as exc:  # usage errors: one line, as every other error
+        _report(prog, usage_message(exc))
         code = exc.exit_code
     except click.exceptions.Abort:
         click.echo(f"{prog}: aborted", err=True)
@@ -99,18 +115,50 @@ def run(command: click.Command, prog: str, args: list[str] | None = None) -> Non
     except BrokenPipeError:
         _silence_stdout()
         code = 0
+    except SystemExit:
+        # click's main() catches EPIPE itself, even with standalone_mode=False: it wraps
+        # stdout to quiet later flushes and exits 1. That is a closed pipe, which ends quietly.
+        if not isinstance(sys.stdout, click.utils._PacifyFlushWrapper):
+            raise
+        _silence_stdout()
+        code = 0
     except KeyboardInterrupt:
         click.echo(f"{prog}: interrupted", err=True)
         code = 130
     except Exception as exc:  # a bug or an unexpected library failure: still one line
         _report(prog, f"{type(exc).__name__}: {exc}" + ("" if verbose() else " (run with -v for the traceback)"))
         code = 1
+    finally:  # leave an in-process caller (a test) as it was
+        thirdparty.show()
+        _state["verbose"] = saved[0]
+        if saved[1] is None:
+            os.environ.pop("FT_VERBOSE", None)
+        else:
+            os.environ["FT_VERBOSE"] = saved[1]
     sys.exit(code)
 
 
+def usage_message(exc: click.ClickException) -> str:
+    """click's error as one line, with the `--help` to read instead of click's Usage/Try lines."""
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+        message = "Missing command"  # its own message is the whole --help text
+    else:
+        message = " ".join(exc.format_message().split()).rstrip(".")
+    if message == "Missing command" and ctx is not None and isinstance(ctx.command, click.Group):
+        message += ": one of " + ", ".join(ctx.command.list_commands(ctx))
+    if message[:1].isupper() and message[1:2].islower():  # "No such option" -> "no such option"
+        message = message[0].lower() + message[1:]
+    if ctx is not None:
+        message += f" (see '{ctx.command_path} --help')"
+    return message
+
+
 def _report(prog: str, message: str) -> None:
+    # Exception text can quote what an endpoint echoed back (a key): both go through the scrubber.
     if verbose():
-        traceback.print_exc()
+        print(secrets.scrub(traceback.format_exc()), end="", file=sys.stderr, flush=True)
+    message = secrets.scrub(message)
     first_line = message.strip().splitlines()[0] if message.strip() else "failed"
     print(f"{prog}: error: {first_line}", file=sys.stderr, flush=True)
 

@@ -1,6 +1,10 @@
 """The model resolver ft-train and ft-infer share: `-m` may name a local Hugging
 Face folder, a `.gguf` file, or a hub id.
 
+A hub id is probed first (`ft_common.hub`): when the hub cannot be reached the
+model's copy in the Hugging Face cache is used, or the command fails at once
+naming the local alternative, instead of the libraries' minute of retries.
+
 A GGUF file is de-quantized once into a plain safetensors folder in the cache
 (`FT_CACHE`, default ~/.cache/ft), keyed by the file's sha256, so training and
 inference never see a "quantized" model and the second use costs nothing.
@@ -14,6 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ft_common import hub
 from ft_common.atomic import atomic_dir
 from ft_common.errors import FtError, InputError, require_module
 from ft_common.progress import log
@@ -25,7 +30,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 class ResolvedModel:
     """What `from_pretrained` should be given, and where it came from."""
 
-    path: str  # a local folder, or a hub id for source == "hub"
+    path: str  # a local folder, or a hub id for source == "hub" (its cached snapshot when the hub is away)
     source: str  # "folder", "gguf" or "hub"
     spec: str  # what the user wrote
     sha256: str | None = None  # of the GGUF file, when there was one
@@ -75,8 +80,19 @@ def resolve_model(spec: str, quiet: bool = False) -> ResolvedModel:
     if path.exists():
         raise InputError(f"{spec}: not a model folder or a .gguf file")
     if _HUB_ID.match(spec):
-        return ResolvedModel(spec, "hub", spec)
+        return _from_hub(spec)
     raise InputError(f"{spec}: no such model folder or file, and not a hub id (org/name)")
+
+
+def _from_hub(spec: str) -> ResolvedModel:
+    """The hub id itself when the hub answers; its cached snapshot folder when it does not."""
+    reason = hub.why_not("model")
+    if reason is None:
+        return ResolvedModel(spec, "hub", spec)
+    folder = hub.cached_model(spec)
+    if folder is None:
+        raise hub.HubUnreachable(spec, "model", reason, "give -m a local model folder or a .gguf file instead")
+    return ResolvedModel(folder, "hub", spec)
 
 
 def _dequantize_gguf(path: Path, spec: str, quiet: bool) -> ResolvedModel:

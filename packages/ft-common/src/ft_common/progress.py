@@ -1,4 +1,8 @@
-"""Progress on stderr: a live line only when stderr is a terminal and --quiet is unset."""
+"""Progress on stderr: a live line only when stderr is a terminal and --quiet is unset.
+
+Off a terminal (a log file, a pipe, CI) nothing is drawn at all: a redrawn line
+written to a file is hundreds of carriage-return fragments.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +34,12 @@ class Progress:
         if self._live and time.monotonic() - self._last > 0.25:
             self._draw()
 
+    def note(self, extra: str) -> None:
+        """Redraw with new detail and the same count: work inside one item (a batch's tokens)."""
+        self.extra = extra
+        if self._live and time.monotonic() - self._last > 0.25:
+            self._draw()
+
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.start
@@ -45,7 +55,9 @@ class Progress:
             line += f"/{self.total}"
             if rate > 0:
                 line += f" ETA {max(self.total - self.count, 0) / rate:.0f}s"
-        line += f" {rate:.1f} {self.unit}/s {self.extra}"
+        if rate > 0:  # "0.0 rec/s" before the first item is noise
+            line += f" {rate:.1f} {self.unit}/s"
+        line += f" {self.extra}"
         sys.stderr.write("\r" + line[:150].ljust(80))
         sys.stderr.flush()
 

@@ -26,7 +26,8 @@ class Key:
 KEYS: tuple[Key, ...] = (
     Key("ft_schema", "int", "ft-prep", "all", "record schema version (SCHEMA_VERSION)"),
     Key("id", "str", "ft-prep", "all", "stable id: TASK/SPLIT/ROW (resume and compare join on it)"),
-    Key("task", "str", "ft-prep", "ft-score", "task name: viggo, sql, gsm8k, mathqa, generic"),
+    Key("task", "str", "ft-prep", "ft-score", "task name: viggo, sql, gsm8k, mathqa, generic; a task's checker refuses another task's "
+        "record (generic scores any)"),
     Key("split", "str", "ft-prep", "-", "train, valid or test"),
     Key("format", "str", "ft-prep", "ft-infer", "tokens, fewshot or chat"),
     Key("prompt", "str", "ft-prep", "ft-train, ft-infer", "model input text (tokens/fewshot formats)"),

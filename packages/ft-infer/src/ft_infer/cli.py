@@ -15,12 +15,12 @@ from ft_common.cli import (
     take,
 )
 from ft_common.errors import UsageError
-from ft_common.jsonl import STDIO, open_output, read_records
+from ft_common.jsonl import STDIO, display_name, open_output, read_records
 from ft_common.progress import Progress, log
 
 from ft_infer.batching import Stats, infer
 from ft_infer.engines import ENGINES, make_engine, pick_engine
-from ft_infer.resume import done_ids, drop_torn_tail, skip_done
+from ft_infer.resume import resume_point, skip_done, unique_ids
 from ft_infer.types import GenerationOptions
 
 
@@ -28,9 +28,9 @@ from ft_infer.types import GenerationOptions
 @input_argument()
 @output_option()
 @model_option(help="Model: a local folder, a .gguf file or a hub id; for --engine openai, the endpoint's model name.")
-@click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True, envvar="FT_ENGINE",
+@click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True, envvar="FT_INFER_ENGINE",
               help="vllm (GPU), hf (transformers, CPU or GPU), openai (any OpenAI-compatible endpoint); "
-                   "auto: vllm when importable and a GPU is present, else hf. [env FT_ENGINE]")
+                   "auto: vllm when importable and a GPU is present, else hf. [env FT_INFER_ENGINE]")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=256, show_default=True,
               help="Stop a completion after this many tokens (finish_reason 'length').")
 @click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True,
@@ -92,11 +92,10 @@ def cli(input, output, model, engine, max_new_tokens, temperature, top_p, seed, 
     chosen = pick_engine(engine)
     if resume and output == STDIO:
         raise UsageError("--resume needs -o/--output: the file to resume")
-    records = take(read_records(input), limit)
+    records = take(unique_ids(read_records(input, line_numbers=True), display_name(input)), limit)
     total = _count_lines(input, limit)
     if resume:
-        done = done_ids(output)
-        drop_torn_tail(output)
+        done = resume_point(output)  # cuts a torn last line, keeps a finished one
         if done:
             log(f"ft-infer: resuming {output}: {len(done)} records done", quiet)
         records = skip_done(records, done)
@@ -124,6 +123,8 @@ def cli(input, output, model, engine, max_new_tokens, temperature, top_p, seed, 
                           static_cache=static_cache, compile=compile_, base_url=base_url,
                           concurrency=concurrency, max_retries=max_retries, timeout=timeout,
                           tensor_parallel_size=tensor_parallel_size, quiet=quiet)
+        if hasattr(eng, "on_step"):
+            eng.on_step = progress.note  # hf: a live line within one batch, not only between windows
         results = infer(records, eng, window=window, default_stop=tuple(default_stop), stats=stats,
                         on_window=on_window)
     with open_output(output, append=resume) as writer:

@@ -72,3 +72,53 @@ def records(rows: Iterable[Row], split: str = "train", fmt: str = "tokens", toke
             skip_bad: bool = False, stats: Stats | None = None) -> Iterator[dict]:
     return convert(rows, lambda r: make_record(r, split, fmt, tokens), skip_bad,
                    stats if stats is not None else Stats())
+
+
+def command():
+    """`ft-prep generic`, found by ft_prep.cli through the task registry. It reads
+    JSONL (an INPUT argument) instead of a dataset, so it has its own options."""
+    import click
+    from ft_common.cli import (
+        CONTEXT_SETTINGS,
+        common_options,
+        input_argument,
+        limit_option,
+        output_option,
+        take,
+    )
+    from ft_common.jsonl import display_name, open_output, read_records
+    from ft_common.progress import log
+
+    from ft_prep.common import FORMATS, SPLITS
+
+    @click.command("generic", context_settings=CONTEXT_SETTINGS)
+    @input_argument()
+    @click.option("--special-tokens", default=",".join(SPECIAL_TOKENS), show_default=True,
+                  help="4 comma-separated tokens: question start, question end, answer start, answer end "
+                       "(the last is the stop token); '' for none.")
+    @click.option("--split", type=click.Choice(SPLITS), default="train", show_default=True,
+                  help="Split name for ids of records that have none.")
+    @click.option("--format", "fmt", type=click.Choice(FORMATS), default="tokens", show_default=True,
+                  help="tokens: special-token layout; fewshot: the input as the prompt; chat: one user message.")
+    @click.option("--skip-bad", is_flag=True, help="Skip records without prompt/input and count them on stderr.")
+    @limit_option()
+    @output_option()
+    @common_options
+    def generic(input, special_tokens, split, fmt, skip_bad, limit, output, quiet):
+        """Your own task: JSONL with prompt/target (or input/output) -> ft records.
+
+        Every other key of your records passes through untouched.
+
+        \b
+          jq -c '{input: .text, output: .label}' mine.jsonl | ft-prep generic > train.jsonl
+          ft-prep generic valid.jsonl | ft-infer -m ckpt | ft-score generic
+        """
+        tokens = parse_tokens(special_tokens)
+        name = display_name(input)
+        rows = (Row(i, record, f"{name} record {i + 1}") for i, record in enumerate(read_records(input)))
+        stats = Stats()
+        with open_output(output) as writer:
+            writer.write_all(take(records(rows, split, fmt, tokens, skip_bad=skip_bad, stats=stats), limit))
+        log(f"ft-prep generic: {writer.count} records" + (f" ({stats.summary()})" if stats else ""), quiet)
+
+    return generic

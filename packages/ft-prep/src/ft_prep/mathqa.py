@@ -15,8 +15,13 @@ from collections.abc import Iterable, Iterator
 
 from ft_common.tasks.mathqa import OPTION_LETTERS
 
-from ft_prep import fewshot
 from ft_prep.common import BadRow, Row, Stats, convert, field, task_record
+
+# Sources (read by ft_prep.sources): the hub's dataset and the local files per split.
+HUB = ("allenai/math_qa", None, {"train": "train", "valid": "validation", "test": "test"})
+LOCAL = {"train": ("train.json",), "valid": ("dev.json", "validation.json"), "test": ("test.json",)}
+NOTES = {"train": "the local copy lacks MathQA's official train.json; use the hub (no --data) "
+                  "or give a train.json with --data FILE"}
 
 _OPTION = re.compile(r"(?:^|,\s*)([a-e])\s*\)\s*")
 
@@ -48,6 +53,36 @@ def clean_rationale(text: str) -> str:
     return text
 
 
+# Baseline prompts: few-shot text for completion models (`fewshot` records carry `prompt`,
+# ending where the answer starts, and `stop`), messages for chat models (`chat` records).
+# --- Prompts: MathQA -------------------------------------------------------------------------------
+# No prompt in the case study (MathQA was a fine-tuning stage); the same shape as GSM8K's, with
+# the options listed and the answer a letter after `####`.
+
+MATHQA_EXAMPLES: tuple[tuple[str, str, str], ...] = (
+    ("a shop sells pens at $ 3 each . how much do 7 pens cost ?\n"
+     "Options: a ) 18 , b ) 21 , c ) 24 , d ) 27 , e ) 30",
+     "each pen costs 3 , so 7 pens cost 7 * 3 = 21 . answer : b", "b"),
+    ("a train travels 120 km in 2 hours . what is its speed in km / h ?\n"
+     "Options: a ) 40 , b ) 50 , c ) 60 , d ) 70 , e ) 80",
+     "speed = distance / time = 120 / 2 = 60 km / h . answer : c", "c"),
+)
+MATHQA_SYSTEM = ("Solve the multiple-choice maths problem step by step. End with a last line of the "
+                 "form '#### X', where X is the letter (a-e) of the correct option.")
+MATHQA_FEWSHOT = "".join(f"Q: {q}\nA: {a}\n#### {n}\n\n" for q, a, n in MATHQA_EXAMPLES)
+
+
+def fewshot_prompt(problem: str) -> tuple[str, list[str]]:
+    return f"{MATHQA_FEWSHOT}Q: {problem}\nA:", ["\n\n", "\nQ:"]
+
+
+def chat_messages(problem: str) -> list[dict]:
+    messages = [{"role": "system", "content": MATHQA_SYSTEM}]
+    for q, a, n in MATHQA_EXAMPLES:
+        messages += [{"role": "user", "content": q}, {"role": "assistant", "content": f"{a}\n#### {n}"}]
+    return messages + [{"role": "user", "content": problem}]
+
+
 def make_record(row: Row, split: str, fmt: str) -> dict:
     problem = field(row, "Problem").strip()
     raw = field(row, "options", (str, list))
@@ -60,9 +95,30 @@ def make_record(row: Row, split: str, fmt: str) -> dict:
     output = f"{rationale}\n#### {correct}"
     return task_record("mathqa", split, fmt, row.index, input_text, output,
                        {"answer": correct, "options": options},
-                       lambda: fewshot.mathqa_fewshot(input_text), lambda: fewshot.mathqa_chat(input_text))
+                       lambda: fewshot_prompt(input_text), lambda: chat_messages(input_text))
 
 
 def records(rows: Iterable[Row], split: str, fmt: str = "tokens", skip_bad: bool = False,
             stats: Stats | None = None) -> Iterator[dict]:
     return convert(rows, lambda r: make_record(r, split, fmt), skip_bad, stats if stats is not None else Stats())
+
+
+def command():
+    """`ft-prep mathqa`, found by ft_prep.cli through the task registry."""
+    import sys
+
+    from ft_prep.command import task_command
+
+    @task_command("mathqa", sys.modules[__name__])
+    def mathqa():
+        """MathQA: problem + options -> rationale, then '#### <letter>' (allenai/math_qa).
+
+        The target has GSM8K's shape, for the two-stage recipe (MathQA first, then GSM8K).
+        The local copy has dev (--split valid) and test only: its official train.json is missing.
+
+        \b
+          ft-prep mathqa --split train > mathqa.jsonl && ft-prep gsm8k > gsm8k.jsonl
+          ft-prep mathqa --data ../shared/data --split valid | ft-infer -m ckpt | ft-score mathqa
+        """
+
+    return mathqa

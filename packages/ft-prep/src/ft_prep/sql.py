@@ -30,10 +30,12 @@ from ft_common.errors import InputError, UsageError
 from ft_common.tasks.sql import sql_input
 from sqlglot import exp
 
-from ft_prep import fewshot
 from ft_prep.common import BadRow, Row, Stats, convert, field, stable_fraction, task_record
 from ft_prep.sql_build import INTEGER, VARCHAR, Built, SqlDrop, build, wikisql_sql
 from ft_prep.sql_tables import llm_tables, synthetic_tables
+
+# Without --data (read by ft_prep.sources): the hub's sql-create-context, one split.
+HUB = ("b-mc2/sql-create-context", None, {"train": "train"})
 
 SPIDER_VALID_FRACTION = 0.10
 SPIDER_VALID_SALT = "ft-prep/spider-valid"
@@ -184,6 +186,44 @@ def _built(row: Row, options: SqlOptions) -> tuple[str, Built, str | None]:
     return question, built, context
 
 
+# Baseline prompts: few-shot text for completion models (`fewshot` records carry `prompt`,
+# ending where the answer starts, and `stop`), messages for chat models (`chat` records).
+# --- Prompts: SQL ----------------------------------------------------------------------------------
+# The case study's baseline: the question and the CREATE TABLE context; the answer inside
+# <SQL></SQL> tags (the few-shot prompt ends with the opening tag, so the stop is the closing one).
+
+SQL_SYSTEM = ("You are a SQL expert. Given the CREATE TABLE statements of some tables and a question "
+              "about them, write one SQL query that answers the question. Write the query inside "
+              "<SQL></SQL> tags and nothing else.")
+SQL_EXAMPLES: tuple[tuple[str, str, str], ...] = (
+    ("CREATE TABLE head (age INTEGER)", "How many heads of the departments are older than 56 ?",
+     "SELECT COUNT(*) FROM head WHERE age > 56"),
+    ("CREATE TABLE table_1000181_1 (notes VARCHAR, current_slogan VARCHAR)",
+     "Tell me what the notes are for South Australia",
+     "SELECT notes FROM table_1000181_1 WHERE current_slogan = 'SOUTH AUSTRALIA'"),
+)
+
+
+def _sql_user(question: str, context: str) -> str:
+    return f"Tables:\n{context}\n\nQuestion: {question}"
+
+
+SQL_FEWSHOT = SQL_SYSTEM + "\n\n" + "".join(
+    f"{_sql_user(q, c)}\nAnswer: <SQL>{a}</SQL>\n\n" for c, q, a in SQL_EXAMPLES
+)
+
+
+def fewshot_prompt(question: str, context: str) -> tuple[str, list[str]]:
+    return f"{SQL_FEWSHOT}{_sql_user(question, context)}\nAnswer: <SQL>", ["</SQL>"]
+
+
+def chat_messages(question: str, context: str) -> list[dict]:
+    messages = [{"role": "system", "content": SQL_SYSTEM}]
+    for c, q, a in SQL_EXAMPLES:
+        messages += [{"role": "user", "content": _sql_user(q, c)}, {"role": "assistant", "content": f"<SQL>{a}</SQL>"}]
+    return messages + [{"role": "user", "content": _sql_user(question, context)}]
+
+
 def make_record(row: Row, split: str, fmt: str, options: SqlOptions, stats: Stats) -> dict | None:
     source = row.data.get("source", "local")
     try:
@@ -214,7 +254,7 @@ def make_record(row: Row, split: str, fmt: str, options: SqlOptions, stats: Stat
         if options.db_dir:
             meta["db_dir"] = options.db_dir
     return task_record("sql", split, fmt, rid, sql_input(question, context), answer, meta,
-                       lambda: fewshot.sql_fewshot(question, context), lambda: fewshot.sql_chat(question, context))
+                       lambda: fewshot_prompt(question, context), lambda: chat_messages(question, context))
 
 
 def records(rows: Iterable[Row], split: str, fmt: str = "tokens", options: SqlOptions | None = None,
@@ -256,3 +296,70 @@ def _parallel(rows, split, fmt, options, skip_bad, stats, jobs) -> Iterator[dict
                 stats["bad"] += 1
             elif record is not None:
                 yield record
+
+
+def command():
+    """`ft-prep sql`, found by ft_prep.cli through the task registry: the shared options
+    plus sql's own (source, test tables, processes)."""
+    import click
+    from ft_common.cli import CONTEXT_SETTINGS
+
+    from ft_prep.command import emit, task_options
+    from ft_prep.sql_build import SQL_TYPES
+
+    @click.command("sql", context_settings=CONTEXT_SETTINGS)
+    @click.option("--source", default=None,
+                  help="wikisql, spider, all (both; the default with --data) or a sql-create-context "
+                       "JSON/JSONL file; without --data: the hub's b-mc2/sql-create-context.")
+    @click.option("--sql-types", type=click.Choice(SQL_TYPES), default="fix", show_default=True,
+                  help="References comparing a VARCHAR column with a number: quote the number (fix), "
+                       "drop the row, or keep it.")
+    @click.option("--tables", "table_mode", type=click.Choice(TABLE_MODES), default="synthetic",
+                  show_default=True, help="Test tables in meta: generated from the query (synthetic), "
+                                          "written by a model (llm), or none.")
+    @click.option("--require-tables", is_flag=True, help="Drop rows that got no valid test tables.")
+    @click.option("--db-dir", type=click.Path(file_okay=False),
+                  help="Spider databases (DB_ID/DB_ID.sqlite) for meta.db_dir. Default: DATA/sql/spider/database.")
+    @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, envvar="FT_JOBS", show_default=True,
+                  help="Build rows in N processes (output order kept; not with --tables llm). [env FT_JOBS]")
+    @click.option("--base-url", envvar="OPENAI_BASE_URL",
+                  help="--tables llm: OpenAI-compatible endpoint. [env OPENAI_BASE_URL]")
+    @click.option("-m", "--model", help="--tables llm: the model to ask.")
+    @task_options
+    def sql(source, sql_types, table_mode, require_tables, db_dir, jobs, base_url, model,
+            data, split, fmt, shuffle, limit, seed, skip_bad, output, quiet):
+        """SQL: question + CREATE TABLE context -> query, with test tables (b-mc2/sql-create-context).
+
+        Built from WikiSQL and Spider as sql-create-context was (sqlglot parse, collected
+        columns, inferred types, CREATE TABLE, normalised SQL); unparsable queries are
+        counted and dropped. meta.tables holds synthetic rows on which the reference gives a
+        non-empty, not-whole-table result; Spider rows also name their real database.
+
+        \b
+          ft-prep sql --data ../shared/data --source spider --split valid | ft-infer -m ckpt | ft-score sql
+          ft-prep sql --data ../shared/data --source wikisql --limit 1000 --require-tables > sql.jsonl
+        """
+        if source is None:
+            source = "all" if data else "hub"
+        if source not in ("wikisql", "spider", "all", "hub") and not Path(source).is_file():
+            raise UsageError(f"--source {source}: not wikisql, spider, all, hub or an existing file")
+        if db_dir is None and data and source in ("spider", "all"):
+            root = Path(data) / "sql" if (Path(data) / "sql").is_dir() else Path(data)
+            if (root / "spider" / "database").is_dir():
+                db_dir = str((root / "spider" / "database").resolve())
+        ask = None
+        if table_mode == "llm":
+            if not (base_url and model):
+                raise UsageError("--tables llm needs --base-url and --model")
+            from ft_prep.sql_tables import openai_asker
+
+            ask = openai_asker(base_url, model, os.environ.get("OPENAI_API_KEY"))
+        options = SqlOptions(sql_types=sql_types, tables=table_mode, require_tables=require_tables,
+                             seed=seed, db_dir=db_dir, ask=ask)
+
+        def to_records(rows, stats):
+            return records(rows, split, fmt, options, skip_bad=skip_bad, stats=stats, jobs=jobs)
+
+        emit("sql", source_rows(source, data, split), to_records, shuffle, seed, limit, output, quiet)
+
+    return sql

@@ -210,6 +210,16 @@ def _lists_everything(ast: exp.Expression) -> bool:
             and not ast.find(exp.AggFunc, exp.Subquery))
 
 
+def _unsafe_for_executor(ast: exp.Expression) -> bool:
+    """Shapes that sqlglot's executor writes into the Python it evaluates unescaped (JSON path keys,
+    EXTRACT and INTERVAL units, user-defined CAST types, identifiers with quotes or backslashes; see
+    ft_score.sqlglot_exec, which also checks the generated code). The dataset's query must not reach
+    it with one, so no tables are made for such a row."""
+    return (bool(ast.find(exp.Extract, exp.Interval, exp.JSONExtract, exp.JSONExtractScalar, exp.JSONPath, exp.Lambda))
+            or any(re.search(r"[\\\"'\x00-\x1f\x7f]", i.name) for i in ast.find_all(exp.Identifier))
+            or any(d.this == exp.DataType.Type.USERDEFINED for d in ast.find_all(exp.DataType)))
+
+
 _TYPES: dict[type, object] = {}
 
 
@@ -234,7 +244,8 @@ class Runner:
 
     def __init__(self, built: Built):
         self.built = built
-        self.supported = not built.ast.find(exp.SetOperation) and not _lists_everything(built.ast)
+        self.supported = (not built.ast.find(exp.SetOperation) and not _lists_everything(built.ast)
+                          and not _unsafe_for_executor(built.ast))
         self.rules = (qualify,) if _simple(built) else RULES
         self.plans: dict[tuple, Plan | None] = {}
         self.sqlite_sql: str | None = None
@@ -372,14 +383,19 @@ def llm_tables(built: Built, ask: Callable[[str], str], attempts: int = 2) -> Ta
 
 def openai_asker(base_url: str, model: str, api_key: str | None = None) -> Callable[[str], str]:
     """ask(prompt) through an OpenAI-compatible chat endpoint (the `llm` extra)."""
-    from ft_common.errors import require_module
+    from ft_common import secrets
+    from ft_common.errors import FtError, require_module
 
     openai = require_module("openai", "ft-prep", "llm")
+    secrets.register(api_key)  # scrubbed from every error line and -v traceback
     client = openai.OpenAI(base_url=base_url, api_key=api_key or "unused")
 
     def ask(prompt: str) -> str:
-        reply = client.chat.completions.create(
-            model=model, temperature=0, messages=[{"role": "user", "content": prompt}])
+        try:
+            reply = client.chat.completions.create(
+                model=model, temperature=0, messages=[{"role": "user", "content": prompt}])
+        except openai.OpenAIError as exc:  # an endpoint may echo the key in its error body
+            raise FtError(secrets.scrub(f"--tables llm ({model}): {type(exc).__name__}: {exc}")) from exc
         return reply.choices[0].message.content or ""
 
     return ask

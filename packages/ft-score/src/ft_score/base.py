@@ -59,9 +59,21 @@ class Checker:
         score["truncated"] = record.get("finish_reason") == "length"
         return score
 
+    # Whether a record that names another task is refused: a task checker's verdict on another
+    # task's record is meaningless; generic scores anything (exact match works on every task).
+    strict_task = True
+
+    def check_task(self, record: dict) -> None:
+        """Refuse a record whose `task` key names another task (records without one pass)."""
+        task = record.get("task")
+        if self.strict_task and isinstance(task, str) and task != self.task:
+            raise InputError(f"record {record_id(record)}: task {task!r}, not {self.task!r} "
+                             f"(score it with ft-score {task})")
+
     def score_records(self, records: Iterable[dict]) -> Iterator[dict]:
         """Each record with its `score` added (other keys untouched)."""
         for record in records:
+            self.check_task(record)
             record["score"] = self.score(record)
             yield record
 

@@ -36,6 +36,7 @@ def _json(text: str):
 
 class GenericChecker(Checker):
     task = "generic"
+    strict_task = False  # any task's records: exact match, normalised, JSON, labels
 
     def __init__(self, metric: str = "exact"):
         if metric not in METRICS:
@@ -67,3 +68,23 @@ class GenericChecker(Checker):
             score["failure"] = {"json": "invalid_json" if not valid else "wrong_keys",
                                 "label": "wrong_label"}.get(self.metric, "mismatch")
         return score
+
+
+def command():
+    """`ft-score generic`, found by ft_score.cli through the task registry."""
+    import click
+
+    from ft_score.command import score_stream, task_command
+
+    @task_command("generic")
+    @click.option("--metric", type=click.Choice(METRICS), default="exact", show_default=True,
+                  help="Which metric decides `correct` (all that apply are reported).")
+    def generic(input, output, summary_path, limit, quiet, metric):
+        """Score your own task: exact, normalised, JSON-valid + keys, or class labels.
+
+        \b
+          ft-prep generic data.jsonl | ft-infer -m ckpt | ft-score generic --metric label
+        """
+        score_stream(GenericChecker(metric), input, output, summary_path, limit, quiet)
+
+    return generic

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 
+from ft_common import secrets
 from ft_common.errors import FtError, require_module
 
 TOOL = {
@@ -34,13 +35,19 @@ class LLMExtractor:
     def __init__(self, model: str, base_url: str | None = None, client=None, timeout: float = 60.0):
         if client is None:
             openai = require_module("openai", "ft-score", "llm")
+            key = os.environ.get("OPENAI_API_KEY")
+            secrets.register(key)  # scrubbed from every error line and traceback
             # Local servers ignore the key, but the client insists on one.
-            client = openai.OpenAI(base_url=base_url, api_key=os.environ.get("OPENAI_API_KEY") or "EMPTY",
-                                   timeout=timeout, max_retries=2)
+            client = openai.OpenAI(base_url=base_url, api_key=key or "EMPTY", timeout=timeout, max_retries=2)
         self.client, self.model = client, model
 
     def extract(self, problem: str, completion: str) -> tuple[str | None, str | None]:
         """(answer as an integer string, None), or (None, why not)."""
+        answer, reason = self._extract(problem, completion)
+        # A reason quotes the endpoint's reply, and goes into the written record.
+        return answer, secrets.scrub(reason) if reason else reason
+
+    def _extract(self, problem: str, completion: str) -> tuple[str | None, str | None]:
         if not completion.strip():
             return None, "empty completion"
         messages = [{"role": "system", "content": SYSTEM},
@@ -51,7 +58,7 @@ class LLMExtractor:
                 tool_choice={"type": "function", "function": {"name": "report_answer"}},
             )
         except Exception as exc:  # the openai client's connection and API errors
-            raise FtError(f"LLM extractor ({self.model}): {type(exc).__name__}: {exc}") from exc
+            raise FtError(secrets.scrub(f"LLM extractor ({self.model}): {type(exc).__name__}: {exc}")) from exc
         calls = response.choices[0].message.tool_calls if response.choices else None
         if not calls:
             return None, "the model did not call report_answer"

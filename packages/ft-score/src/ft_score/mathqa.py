@@ -21,3 +21,19 @@ class MathQAChecker(Checker):
         elif answer != gold:
             score["failure"] = "wrong_option"
         return score
+
+
+def command():
+    """`ft-score mathqa`, found by ft_score.cli through the task registry."""
+    from ft_score.command import score_stream, task_command
+
+    @task_command("mathqa")
+    def mathqa(input, output, summary_path, limit, quiet):
+        """Score MathQA: the chosen option letter.
+
+        \b
+          ft-prep mathqa --split valid | ft-infer -m ckpt | ft-score mathqa --summary s.json
+        """
+        score_stream(MathQAChecker(), input, output, summary_path, limit, quiet)
+
+    return mathqa

@@ -4,18 +4,16 @@ The generated and the reference query run on the same data: the real SQLite
 database when the record names one (meta.db_id under meta.db_dir), else the
 record's synthetic tables (meta.tables), loaded into a private in-memory SQLite
 database (`engine="sqlite"`, the default) or run by sqlglot's Python executor
-(`engine="sqlglot"`, as the case study did). Results compare as multisets
-(order-insensitive) unless the reference has a top-level ORDER BY, with a
-numeric tolerance for floats. Records with neither tables nor a database are
-judged by AST equivalence (`checked_by: "ast"`).
+(`engine="sqlglot"`, as the case study did). Results compare by ft's rule
+(`match="ft"`: rows as multisets unless the reference has a top-level ORDER BY,
+columns in any order, floats within a tolerance; ft_score.match) or by
+test-suite-sql-eval's (`match="spider"`). Records with neither tables nor a
+database are judged by AST equivalence (`checked_by: "ast"`).
 """
 
 from __future__ import annotations
 
-import math
-import os
 import re
-import sqlite3
 
 import sqlglot
 from ft_common.errors import InputError
@@ -25,18 +23,27 @@ from sqlglot import exp
 from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 
 from ft_score.base import Checker, meta_of, reference_of
+from ft_score.match import (  # noqa: F401 (results_match, values_equal lived here: still importable)
+    match_results,
+    results_match,
+    spider_prepare,
+    spider_result_eq,
+    values_equal,
+)
 from ft_score.sandbox import (
     UNPARSABLE,
     Limits,
     PythonExecutor,
     QueryResult,
+    SqliteExecutor,
+    check_tables,
+    database_path,
     is_statement,
-    memory_db,
-    open_readonly,
-    run_sqlite,
+    precheck,
 )
 
 ENGINES = ("sqlite", "sqlglot")
+MATCHES = ("ft", "spider")  # ft's result comparison, or test-suite-sql-eval's
 _SQLITE = sqlglot.Dialect.get_or_raise("sqlite")
 _SPACE = re.compile(r"\s+")
 _ORDER_BY = re.compile(r"\border\s+by\b", re.IGNORECASE)
@@ -70,48 +77,19 @@ def is_ordered(sql: str, tree: exp.Expr | None) -> bool:
     return isinstance(tree, exp.Query) and bool(tree.args.get("order"))
 
 
-# ---------------------------------------------------------------- comparing results
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def values_equal(a, b, rel_tol: float = 1e-6, abs_tol: float = 1e-9) -> bool:
-    if a == b:
-        return True
-    if _is_number(a) and isinstance(b, str) or _is_number(b) and isinstance(a, str):
-        try:
-            a, b = float(a), float(b)
-        except ValueError:
-            return False
-    if _is_number(a) and _is_number(b):
-        return math.isclose(a, b, rel_tol=rel_tol, abs_tol=abs_tol)
-    return False
-
-
-def _sort_key(row: tuple) -> tuple:
-    key = []
-    for v in row:
-        if v is None:
-            key.append((0, 0.0, ""))
-        elif _is_number(v):
-            key.append((1, round(float(v), 6), ""))
+def output_names(tree: exp.Expr | None) -> list[str | None] | None:
+    """A query's output column names: a plain column's or an alias; None for other expressions."""
+    if not isinstance(tree, exp.Query):
+        return None
+    names: list[str | None] = []
+    for e in tree.selects:
+        if isinstance(e, exp.Alias):
+            names.append(e.alias or None)
+        elif isinstance(e, exp.Column) and not isinstance(e.this, exp.Star):
+            names.append(e.name)
         else:
-            key.append((2, 0.0, str(v)))
-    return tuple(key)
-
-
-def results_match(got: list[tuple], want: list[tuple], ordered: bool = False) -> bool:
-    """Same rows (as a multiset, or as a sequence when `ordered`), floats within tolerance."""
-    if len(got) != len(want):
-        return False
-    if not ordered:
-        got, want = sorted(got, key=_sort_key), sorted(want, key=_sort_key)
-    for a, b in zip(got, want, strict=True):
-        if len(a) != len(b) or not all(values_equal(x, y) for x, y in zip(a, b, strict=True)):
-            return False
-    return True
+            names.append(None)
+    return names
 
 
 # ---------------------------------------------------------------- the checker
@@ -142,57 +120,115 @@ def sqlglot_tables(tables: dict) -> tuple[dict, dict]:
     return data, schema
 
 
+def _execute(run, generated: str, reference: str, same) -> dict:
+    """Run both queries and compare their rows with `same(got, want) -> (bool, details)`: score fields."""
+    want = run(reference)
+    if not want.ok:
+        return {"failure": "bad_reference", "reason": f"reference {want.failure}: {want.error}"}
+    got = run(generated) if generated else QueryResult(None, UNPARSABLE, "no SQL in the completion")
+    if not got.ok:
+        return {"execution": False, "failure": got.failure, "reason": (got.error or "")[:300]}
+    match, details = same(got.rows, want.rows)
+    out = {"execution": match, "correct": match, **details}
+    if not match:
+        out.update(failure="wrong_result", reason=f"{len(got.rows)} rows, reference has {len(want.rows)}")
+    return out
+
+
+def _memo(run):
+    results: dict[str, QueryResult] = {}
+
+    def once(sql: str) -> QueryResult:
+        if sql not in results:
+            results[sql] = run(sql)
+        return results[sql]
+
+    return once
+
+
 class SqlChecker(Checker):
     task = "sql"
     metrics = ("execution", "exact", "ast_equal", "parsed")
 
     def __init__(self, lowercase: bool = False, engine: str = "sqlite", limits: Limits | None = None,
-                 db_dir: str | None = None):
+                 db_dir: str | None = None, match: str = "ft"):
+        """`match`: "ft" (ft's rule) or "spider" (test-suite-sql-eval's; ft's verdict kept as ft_execution)."""
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}")
-        self.lowercase, self.engine, self.db_dir = lowercase, engine, db_dir
+        if match not in MATCHES:
+            raise ValueError(f"match must be one of {MATCHES}")
+        self.lowercase, self.engine, self.db_dir, self.match = lowercase, engine, db_dir, match
+        if match == "spider":
+            self.metrics = ("execution", "ft_execution", "exact", "ast_equal", "parsed")
         self.limits = limits or Limits()
         self._python: PythonExecutor | None = None
-        self._dbs: dict[str, sqlite3.Connection] = {}
+        self._sqlite: SqliteExecutor | None = None  # parses every query, and runs all but sqlglot's
+        self._paths: dict[tuple[str, str], str] = {}
+        self._records = 0  # names each record's tables, so the worker is sent them once
+        self._current: tuple | None = None  # (record, its runner and where): _runner is asked twice
+
+    def _sandbox(self) -> SqliteExecutor:
+        if self._sqlite is None:
+            self._sqlite = SqliteExecutor(self.limits)
+        return self._sqlite
 
     # -- where the queries run
-    def _database(self, record: dict, meta: dict) -> sqlite3.Connection | None:
+    def _database(self, record: dict, meta: dict) -> str | None:
+        """The record's database file, confined under the database folder (sandbox.database_path)."""
         db_id = meta.get("db_id")
-        if not db_id:
+        if db_id is None or db_id == "":
             return None
         db_dir = self.db_dir or meta.get("db_dir")
         if not db_dir:
             raise InputError(f"record {record_id(record)}: meta.db_id without meta.db_dir (or --db-dir)")
-        path = os.path.join(db_dir, db_id, f"{db_id}.sqlite")
-        if path not in self._dbs:
+        for key, value in (("db_id", db_id), ("db_dir", db_dir)):
+            if not isinstance(value, str):
+                raise InputError(f"record {record_id(record)}: meta.{key} is not a string ({type(value).__name__})")
+        if (db_dir, db_id) not in self._paths:
             try:
-                self._dbs[path] = open_readonly(path, self.limits)
-            except (FileNotFoundError, sqlite3.Error) as exc:
-                raise InputError(f"record {record_id(record)}: cannot open database {path} ({exc})") from None
-        return self._dbs[path]
+                self._paths[db_dir, db_id] = database_path(db_dir, db_id)
+            except ValueError as exc:
+                raise InputError(f"record {record_id(record)}: {exc}") from None
+        return self._paths[db_dir, db_id]
 
     def _runner(self, record: dict, meta: dict):
-        """A function sql -> QueryResult on the record's data, and where it runs; (None, None) if none."""
-        conn = self._database(record, meta)
-        if conn is not None:
-            return (lambda sql: run_sqlite(conn, sql, self.limits)), "database"
+        """A function sql -> QueryResult on the record's data (a sandbox.Runner), and where it runs;
+        (None, None) if none."""
+        if self._current is None or self._current[0] is not record:
+            self._current = (record, self._new_runner(record, meta))
+        return self._current[1]
+
+    def _new_runner(self, record: dict, meta: dict):
+        path = self._database(record, meta)
+        if path is not None:
+            return self._sandbox().runner(path=path), "database"
         tables = meta.get("tables")
         if not tables:
             return None, None
-        if not isinstance(tables, dict):
-            raise InputError(f"record {record_id(record)}: meta.tables is not an object")
+        try:
+            check_tables(tables)  # before anything runs: a bad schema is a bad record
+        except ValueError as exc:
+            raise InputError(f"record {record_id(record)}: bad meta.tables ({exc})") from None
         if self.lowercase:
             tables = _lower_tables(tables)
-        try:
-            if self.engine == "sqlglot":
-                data, schema = sqlglot_tables(tables)
-                python = self._python or PythonExecutor(self.limits)
-                self._python = python
-                return (lambda sql: python.run(sql, data, schema)), "tables"
-            conn = memory_db(tables, self.limits)
-        except (KeyError, TypeError, ValueError, sqlite3.Error) as exc:
-            raise InputError(f"record {record_id(record)}: bad meta.tables ({type(exc).__name__}: {exc})") from None
-        return (lambda sql: run_sqlite(conn, sql, self.limits)), "tables"
+        self._records += 1
+        key = self._records
+        if self.engine == "sqlglot":
+            data, schema = sqlglot_tables(tables)
+            self._python = self._python or PythonExecutor(self.limits)
+            return self._python.runner(data, schema, key), "tables"
+        return self._sandbox().runner(tables=tables, key=key), "tables"
+
+    def _parse(self, record: dict, meta: dict, queries: tuple[str, str], raw: tuple[str, str], exact: bool):
+        """(reference tree, generated tree), parsed in the jailed worker (so a multi-MB or pathological
+        completion cannot stall ft-score), while the worker already runs both queries on the record's data."""
+        reference, generated = queries
+        trees = self._sandbox().parse_later([reference, None if exact else generated])
+        run, where = self._runner(record, meta)
+        if run is not None:
+            run.start(raw if where == "database" else queries)  # the texts check() runs there
+        ref_tree, gen_tree = trees()
+        return ref_tree, ref_tree if exact else gen_tree  # same text, same tree
 
     def check(self, record: dict, completion: str) -> dict:
         meta = meta_of(record)
@@ -202,8 +238,7 @@ class SqlChecker(Checker):
         if self.lowercase:
             generated, reference = generated.lower(), reference.lower()
         exact = normalize_sql(generated) == normalize_sql(reference)
-        ref_tree = parse_sql(reference)
-        gen_tree = ref_tree if exact else parse_sql(generated)  # same text, same tree
+        ref_tree, gen_tree = self._parse(record, meta, (reference, generated), (raw_reference, raw_generated), exact)
         score: dict = {
             "correct": False,
             "sql": raw_generated[:1000],  # the extracted query (capped: the completion holds it all)
@@ -224,24 +259,68 @@ class SqlChecker(Checker):
         score["checked_by"] = where
         if where == "database":  # real rows cannot be lower-cased, so queries run as written there
             generated, reference = raw_generated, raw_reference
-        want = run(reference)
-        if not want.ok:
-            score.update(failure="bad_reference", reason=f"reference {want.failure}: {want.error}")
-            return score
-        got = run(generated) if generated else QueryResult(None, UNPARSABLE, "no SQL in the completion")
-        if not got.ok:
-            score.update(execution=False, failure=got.failure, reason=(got.error or "")[:300])
-            return score
-        match = results_match(got.rows, want.rows, ordered=is_ordered(reference, ref_tree))
-        score.update(execution=match, correct=match)
-        if not match:
-            score.update(failure="wrong_result", reason=f"{len(got.rows)} rows, reference has {len(want.rows)}")
+
+        def ft_same(got: list, want: list) -> tuple[bool, dict]:
+            perm = match_results(got, want, ordered=is_ordered(reference, ref_tree),
+                                 got_names=output_names(gen_tree), want_names=output_names(ref_tree))
+            reordered = perm is not None and perm != tuple(range(len(perm)))
+            return perm is not None, ({"columns_reordered": True} if reordered else {})
+
+        if self.match == "spider":
+            run = _memo(run)  # the rewritten queries are often the same text
+        verdict = _execute(run, generated, reference, ft_same)
+        if self.match == "spider" and precheck(generated, self.limits) is not None:
+            verdict = {**verdict, "ft_execution": verdict.get("execution")}  # too long for sqlparse too
+        elif self.match == "spider":
+            pred, gold, order_matters = spider_prepare(generated, reference)
+            spider = _execute(run, pred, gold, lambda got, want: (spider_result_eq(want, got, order_matters), {}))
+            verdict = {**spider, "ft_execution": verdict.get("execution")}
+        score.update(verdict)
         return score
 
     def close(self) -> None:
-        if self._python is not None:
-            self._python.close()
-            self._python = None
-        for conn in self._dbs.values():
-            conn.close()
-        self._dbs.clear()
+        for worker in (self._python, self._sqlite):
+            if worker is not None:
+                worker.close()
+        self._python = self._sqlite = self._current = None
+
+
+def command():
+    """`ft-score sql`, found by ft_score.cli through the task registry."""
+    import click
+
+    from ft_score.command import score_stream, task_command
+
+    @task_command("sql")
+    @click.option("--lowercase", is_flag=True,
+                  help="Lower-case both queries (and in-record table values) first, as the case study did.")
+    @click.option("--engine", type=click.Choice(ENGINES), default="sqlite", show_default=True,
+                  help="Run in-record tables in SQLite (in memory) or sqlglot's Python executor.")
+    @click.option("--timeout", type=click.FloatRange(min=0.01), default=2.0, show_default=True,
+                  help="Seconds per query.")
+    @click.option("--max-rows", type=click.IntRange(min=1), default=10_000, show_default=True,
+                  help="Result rows per query; more is an execution error.")
+    @click.option("--db-dir", type=click.Path(file_okay=False), default=None,
+                  help="Folder of DB_ID/DB_ID.sqlite databases (overrides meta.db_dir).")
+    @click.option("--match", "match", type=click.Choice(MATCHES), default="ft", show_default=True,
+                  help="How result sets compare. ft: rows as a multiset (a sequence under a top-level "
+                       "ORDER BY), columns in any order but paired by name when both queries name them, "
+                       "numbers within 1e-6, DISTINCT kept. spider: test-suite-sql-eval's execution match "
+                       "(DISTINCT removed, exact values, any column order, row order if the reference "
+                       "says 'order by' anywhere); ft's verdict is kept as ft_execution. Needs ft-score[spider].")
+    def sql(input, output, summary_path, limit, quiet, lowercase, engine, timeout, max_rows, db_dir, match):
+        """Score SQL by executing it in a sandbox, plus exact match and AST equivalence.
+
+        \b
+          ft-prep sql --split valid | ft-infer -m ckpt | ft-score sql --summary s.json
+          ft-score sql scored-sql.jsonl --match spider -q --summary spider.json > /dev/null
+        """
+        if match == "spider":
+            from ft_common.errors import require_module
+
+            require_module("sqlparse", "ft-score", "spider")  # fail before the first record, not on it
+        checker = SqlChecker(lowercase=lowercase, engine=engine, db_dir=db_dir, match=match,
+                             limits=Limits(timeout=timeout, max_rows=max_rows))
+        score_stream(checker, input, output, summary_path, limit, quiet)
+
+    return sql

@@ -192,3 +192,24 @@ class ViggoChecker(Checker):
         elif not order_ok:
             score.update(failure="wrong_order", reason="attributes not in the reference's order")
         return score
+
+
+def command():
+    """`ft-score viggo`, found by ft_score.cli through the task registry."""
+    import click
+
+    from ft_score.command import score_stream, task_command
+
+    @task_command("viggo")
+    @click.option("--extract", type=click.Choice(["strict", "first"]), default="strict", show_default=True,
+                  help="strict: the completion must be one MR (fine-tuned models); first: the first MR "
+                       "in the completion (prompted baselines that add text around it).")
+    def viggo(input, output, summary_path, limit, quiet, extract):
+        """Score ViGGO meaning representations: function, attribute set, attribute order.
+
+        \b
+          ft-prep viggo --split valid | ft-infer -m ckpt | ft-score viggo --summary s.json
+        """
+        score_stream(ViggoChecker(extract), input, output, summary_path, limit, quiet)
+
+    return viggo

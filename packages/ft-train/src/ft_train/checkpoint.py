@@ -11,17 +11,26 @@
 
 Each epoch folder is written under a temporary name and renamed whole
 (ft_common.atomic.atomic_dir); `best` and latest.json are swapped atomically.
+
+The training state holds only what `torch.load(weights_only=True)` accepts: tensors,
+numbers, strings, lists and dicts (RNG states included, as tensors and lists of ints). A
+state file that needs anything else to load (a pickled object whose __reduce__ would run
+code) is refused before any of it is unpickled: `load_torch_state` for ft-train's own
+files, `check_state_files` before DeepSpeed (which loads with weights_only=False) reads its.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
+import random
 import re
 import shutil
 import threading
 from pathlib import Path
 
 from ft_common.atomic import atomic_dir, atomic_write, point_link
+from ft_common.errors import InputError
 
 CHECKPOINTS = "checkpoints"
 STATE = "state"
@@ -114,7 +123,15 @@ def latest_state(out_dir: Path) -> dict | None:
     path = out_dir / STATE / "latest.json"
     if not path.is_file():
         return None
-    return json.loads(path.read_text())
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError):
+        raise InputError(f"{path}: not valid JSON") from None
+    # The tag becomes a path under state/: nothing but step-N may name a folder elsewhere.
+    if not (isinstance(info, dict) and isinstance(info.get("tag"), str) and re.fullmatch(r"step-\d+", info["tag"])
+            and all(type(info.get(k)) is int for k in ("step", "epoch", "batch"))):
+        raise InputError(f"{path}: not a state index ft-train wrote (tag step-N, integer step, epoch, batch)")
+    return info
 
 
 def mark_state(out_dir: Path, info: dict) -> None:
@@ -124,3 +141,108 @@ def mark_state(out_dir: Path, info: dict) -> None:
     for p in (out_dir / STATE).iterdir():
         if p.is_dir() and p.name != info["tag"]:
             shutil.rmtree(p, ignore_errors=True)
+
+
+# ---- the training state: plain data only -------------------------------------------------
+
+def rng_state() -> dict:
+    """This process's random states as tensors, lists and ints (torch, CUDA, Python, numpy)."""
+    import torch
+
+    version, internal, gauss = random.getstate()
+    state = {"torch": torch.get_rng_state(), "python": [version, list(internal), gauss]}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    try:
+        import numpy
+    except ImportError:
+        return state
+    kind, keys, pos, has_gauss, cached = numpy.random.get_state()
+    state["numpy"] = [str(kind), [int(k) for k in keys], int(pos), int(has_gauss), float(cached)]
+    return state
+
+
+def set_rng_state(state) -> None:
+    """Restore what rng_state() returned (or a bare torch state, as earlier runs saved it)."""
+    import torch
+
+    if isinstance(state, torch.Tensor):
+        torch.set_rng_state(state)
+        return
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "numpy" in state:
+        try:
+            import numpy
+        except ImportError:
+            return
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        numpy.random.set_state((kind, numpy.array(keys, dtype=numpy.uint32), pos, has_gauss, cached))
+
+
+def load_torch_state(path: Path, map_location=None) -> dict:
+    """torch.load(path) of plain data only; anything that would import a callable is refused."""
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise InputError(f"{path}: refused to load: {_unsafe_reason(exc)} (ft-train writes plain tensors "
+                         "and numbers only; is this file from somewhere else?)") from None
+    except (RuntimeError, EOFError, OSError) as exc:  # truncated, not a torch file
+        raise InputError(f"{path}: not a readable training state ({_first_line(exc)})") from None
+
+
+def check_state_files(folder: Path) -> None:
+    """Refuse a DeepSpeed state folder holding any file that needs more than plain data to load.
+
+    DeepSpeed reads its files with weights_only=False; each is read here first with
+    weights_only=True (memory-mapped: the tensors are not read), allowing only the few
+    DeepSpeed classes its state holds.
+    """
+    import torch
+
+    for path in sorted(folder.rglob("*.pt")):
+        with torch.serialization.safe_globals(_deepspeed_globals()):
+            try:
+                torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except pickle.UnpicklingError as exc:
+                raise InputError(f"{path}: refused to load: {_unsafe_reason(exc)} (not a state "
+                                 "DeepSpeed wrote for ft-train; is this file from somewhere else?)") from None
+            except (RuntimeError, EOFError, OSError) as exc:
+                raise InputError(f"{path}: not a readable training state ({_first_line(exc)})") from None
+
+
+def _deepspeed_globals() -> list:
+    """The classes (plain records, no code of their own on load) found in DeepSpeed's state."""
+    found = []
+    for module, names in DEEPSPEED_GLOBALS:
+        try:
+            mod = __import__(module, fromlist=["_"])
+        except ImportError:
+            continue
+        found += [getattr(mod, name) for name in names if hasattr(mod, name)]
+    return found
+
+
+# (module, class names): enums and a loss-scale record, rebuilt from their fields on load.
+DEEPSPEED_GLOBALS: list[tuple[str, tuple[str, ...]]] = [
+    ("deepspeed.runtime.zero.config", ("ZeroStageEnum",)),
+    ("deepspeed.runtime.fp16.loss_scaler", ("LossScaler", "DynamicLossScaler", "LossScaleProfile")),
+]
+
+
+def _unsafe_reason(exc: Exception) -> str:
+    named = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    if named:
+        return f"it would import {named.group(1)}"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0].rstrip(".") if lines else "not plain data"
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,70 +1,124 @@
-"""The run's configuration: one dataclass, every field documented, saved beside
+"""The run's configuration: one frozen dataclass, every field documented, saved beside
 every checkpoint (ft-train-config.json) and inside the manifest.
 
-The CLI fills it from flags; the Ray workers rebuild it from a plain dict.
+Each field that is a flag carries its click option in `metadata` (flags, type, help;
+the default is the field's), so `cli_options` builds ft-train's flags from this one
+place, in field order. The driver derives resolved values with dataclasses.replace;
+the Ray workers rebuild it from a plain dict.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
+
+import click
+from ft_common.cli import common_options, model_option, seed_option
+from ft_common.errors import UsageError
 
 LAYOUTS = ("pack", "group", "pad")
 ZERO_CHOICES = ("auto", "0", "1", "2", "3")
 OFFLOAD_CHOICES = ("auto", "none", "optimizer", "all")
+_FILE = click.Path(dir_okay=False, allow_dash=True)
 
 
-@dataclass
+def opt(default: Any = MISSING, help: str | None = None, *, flags: tuple[str, ...] = (), **click_kw: Any) -> Any:
+    """A field that is also a flag: `click_kw` goes to click.option (type, required, envvar,
+    cli_default); `flags` overrides the --field-name spelling."""
+    meta = {"cli": {"flags": flags, "help": help, **click_kw}}
+    return field(default=default, metadata=meta)
+
+
+def shared(default: Any, decorator: Callable) -> Any:
+    """A field whose flag is one every ft command spells the same way (ft_common.cli)."""
+    return field(default=default, metadata={"decorator": decorator})
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     # --- what to train, on what, where to write ---
-    model: str = ""  # -m as the user wrote it: a folder, a .gguf file, a hub id, an ft checkpoint
+    # -m as the user wrote it: a folder, a .gguf file, a hub id, an ft checkpoint
+    model: str = shared("", model_option(required=True, help="Model: a local folder, an ft checkpoint, a .gguf file or a hub id."))
     model_path: str = ""  # what from_pretrained loads (the resolver's answer)
-    train: str = ""  # training JSONL ('-' = stdin)
-    valid: str | None = None  # validation JSONL; None holds out valid_fraction of the training rows
-    valid_fraction: float = 0.05  # held-out share of the training rows when there is no --valid
-    out_dir: str = ""  # OUT_DIR: checkpoints/, best, metrics.jsonl, ft-train.json, curve.png, state/
+    train: str = opt("", "Training records (JSONL with prompt and target); '-' reads stdin.", type=_FILE, required=True)
+    valid: str | None = opt(None, "Validation records. Without it, --valid-fraction of the training records is held out.",
+                            type=_FILE)
+    valid_fraction: float = opt(0.05, "Share of training records held out when there is no --valid.",
+                                type=click.FloatRange(0.0, 0.5, min_open=True))
+    # OUT_DIR: checkpoints/, best, metrics.jsonl, ft-train.json, curve.png, state/
+    out_dir: str = opt("", "Output folder (OUT_DIR).", flags=("-o", "--output"), type=click.Path(file_okay=False),
+                       required=True)
 
     # --- distribution ---
-    workers: int = 1  # Ray Train workers (one per GPU on GPU machines)
-    device: str = "auto"  # auto (cuda when there is one), cuda, cpu
-    address: str | None = None  # join this Ray cluster (multi-node); None starts a local one
-    zero: str = "auto"  # DeepSpeed ZeRO stage 0-3, or auto (see engine.choose_zero)
-    offload: str = "auto"  # none, optimizer (to CPU), all (optimizer and parameters, ZeRO-3 only)
-    ds_config: str | None = None  # a DeepSpeed JSON whose keys override ft-train's
-    dtype: str = "auto"  # auto: bf16 on GPU, fp32 on CPU; or bf16 / fp32
+    workers: int = opt(1, "Ray Train workers (one per GPU).", type=click.IntRange(min=1))
+    device: str = opt("auto", type=click.Choice(["auto", "cuda", "cpu"]))  # auto: cuda when there is one
+    # None starts a local Ray
+    address: str | None = opt(None, "Join this Ray cluster (multi-node). [env RAY_ADDRESS]", envvar="RAY_ADDRESS")
+    zero: str = opt("auto", "DeepSpeed ZeRO stage; auto = fastest that fits in memory (0 = plain PyTorch/DDP).",
+                    type=click.Choice(ZERO_CHOICES))  # auto: see engine.choose_zero
+    offload: str = opt("auto", "Offload to CPU: optimizer state, or all (optimizer and parameters, ZeRO-3).",
+                       type=click.Choice(OFFLOAD_CHOICES))
+    ds_config: str | None = opt(None, "DeepSpeed JSON whose keys override ft-train's (implies DeepSpeed even at ZeRO-0).",
+                                type=click.Path(exists=True, dir_okay=False))
+    dtype: str = opt("auto", "auto: bf16 on GPU, fp32 on CPU.", type=click.Choice(["auto", "bf16", "fp32"]))
 
     # --- optimisation ---
-    epochs: int = 10  # passes over the training rows (the case study: 10)
-    lr: float = 1e-4  # peak learning rate (AdamW), after linear warmup, cosine decay to lr/10
-    warmup: float = 0.03  # warmup as a share of all optimizer steps
-    weight_decay: float = 0.0  # AdamW weight decay
+    epochs: int = opt(10, type=click.IntRange(min=1))  # passes over the training rows (the case study: 10)
+    lr: float = opt(1e-4, "Peak learning rate (linear warmup, cosine decay to lr/10).",
+                    type=click.FloatRange(min=0, min_open=True))  # AdamW
+    warmup: float = opt(0.03, "Warmup share of all steps.", type=click.FloatRange(0, 1))
+    weight_decay: float = opt(0.0, type=float)  # AdamW weight decay
     betas: tuple[float, float] = (0.9, 0.95)  # AdamW betas
     grad_clip: float = 1.0  # gradient-norm clip (0 = off)
-    batch_tokens: int = 0  # padded tokens per worker per micro-step; 0 = auto (24576 on GPU or less, see data.default_batch_tokens; 4096 on CPU)
-    batch_size: int | None = None  # or a fixed number of sequences per micro-step (a packed row, or one record)
-    grad_accum: int = 1  # micro-steps per optimizer step
-    ctx_len: int = 512  # longest sequence; longer records are truncated (and counted)
-    loss_on: str = "target"  # target (loss on target tokens only) or all (prompt too, as the case study)
-    layout: str = "group"  # group (length-grouped, right-padded, no attention mask), pack (records packed into ctx_len rows), pad (every record padded to ctx_len, the case study)
-    gradient_checkpointing: bool = False  # recompute activations in backward (less memory, ~30% slower)
-    compile: bool = False  # torch.compile the model (GPU, ZeRO-0 only)
-    seed: int = 0  # seeds weights of new rows (none: mean init), data order, torch RNG
-
-    # --- tokens ---
-    special_tokens: list[str] = field(default_factory=list)  # added with special_tokens=True
-    stop: str | None = None  # the stop token: the checkpoint's eos in its generation config
+    # 0 = auto (see data.default_batch_tokens); the flag's unset value is None
+    batch_tokens: int = opt(0, "Padded tokens per worker per micro-step. [default: 24576 on GPU, less for large "
+                               "models (activations within 60% of its memory); 4096 on CPU]",
+                            type=click.IntRange(min=1), cli_default=None)
+    batch_size: int | None = opt(None, "Instead of --batch-tokens: a fixed number of sequences per micro-step "
+                                       "(records, or packed rows).", type=click.IntRange(min=1))
+    grad_accum: int = opt(1, "Micro-steps per optimizer step.", type=click.IntRange(min=1))
+    ctx_len: int = opt(512, "Longest sequence; longer records are truncated and counted.", type=click.IntRange(min=8))
+    loss_on: str = opt("target", "Loss on target tokens only, or on prompt and target (the case study).",
+                       type=click.Choice(["target", "all"]))
+    # group: length-grouped, right-padded, no attention mask; pack: into ctx_len rows; pad: each to ctx_len
+    layout: str = opt("group", "group records by length (no mask needed); pack them into ctx-len rows; or pad each "
+                               "to ctx-len.", type=click.Choice(LAYOUTS))
+    gradient_checkpointing: bool = opt(False, "Recompute activations (less memory, slower).")
+    compile: bool = opt(False, "torch.compile the model (GPU, ZeRO-0).")
 
     # --- checkpoints, early stopping, resume ---
-    keep: int = 2  # keep the K newest epoch checkpoints (the best is always kept)
-    stop_perplexity: float | None = None  # stop once validation perplexity is at or below this
-    patience: int | None = None  # stop after this many epochs without a better validation perplexity
-    save_all: bool = False  # write every epoch's checkpoint (default: only a better one, and the last)
-    save_minutes: float = 10.0  # save the full training state (for --resume) when this long has passed since the last
-    save_every: int = 0  # also save the full training state every N optimizer steps (0: off)
-    resume: bool = False  # continue from OUT_DIR/state (same workers and ZeRO stage)
-    log_every: int = 10  # write a metrics.jsonl line every N optimizer steps
-    quiet: bool = False  # no progress line
+    keep: int = opt(2, "Epoch checkpoints to keep (the best is always kept).", type=click.IntRange(min=1))
+    stop_perplexity: float | None = opt(None, "Stop once validation perplexity <= this.", type=float)
+    patience: int | None = opt(None, "Stop after N epochs without a better validation perplexity.",
+                               type=click.IntRange(min=1))
+    save_all: bool = opt(False, "Write every epoch's checkpoint (default: a better one, and the last).")
+    save_minutes: float = opt(10.0, "Save the full training state (for --resume) once this many minutes have passed "
+                                    "since the last.", type=click.FloatRange(min=0))
+    save_every: int = opt(0, "Also save the full training state every N steps, and at each epoch end (0: off).",
+                          type=click.IntRange(min=0))
+    resume: bool = opt(False, "Continue from OUT_DIR/state (same --workers and --zero).")
+
+    # --- tokens ---
+    special_tokens_file: str | None = opt(None, "Tokens to add, one per line (default: the records' special_tokens).",
+                                          flags=("--special-tokens",), type=click.Path(exists=True, dir_okay=False))
+    special_tokens: list[str] = field(default_factory=list)  # added with special_tokens=True (the driver fills it)
+    stop: str | None = None  # the stop token: the checkpoint's eos in its generation config
+
+    log_every: int = opt(10, "A metrics.jsonl line every N steps.", type=click.IntRange(min=1))
+    seed: int = shared(0, seed_option())  # weights of new rows (none: mean init), data order, torch RNG
+    quiet: bool = shared(False, common_options)  # no progress line (-q; common_options also adds -v)
+
+    def __post_init__(self) -> None:
+        # Flag combinations no run can honour: refuse them before any work.
+        if self.train == "-" and self.valid == "-":
+            raise UsageError("only one of --train and --valid can read stdin")
+        if self.offload in ("optimizer", "all") and self.zero == "0":
+            raise UsageError("--offload needs DeepSpeed ZeRO: use --zero 1, 2 or 3 (all: 3)")
+        if self.offload == "all" and self.zero in ("1", "2"):
+            raise UsageError("--offload all needs --zero 3")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -77,5 +131,44 @@ class TrainConfig:
             known["betas"] = tuple(known["betas"])
         return cls(**known)
 
+    @classmethod
+    def from_cli(cls, params: dict) -> TrainConfig:
+        """The config from click's parsed params (what `cli_options` declared)."""
+        params = dict(params)
+        if params.pop("pad_to_max", False):
+            params["layout"] = "pad"
+        for f in fields(cls):  # a flag left unset (None) takes the field's default
+            if f.name in params and params[f.name] is None and f.default is not MISSING:
+                params[f.name] = f.default
+        return cls(**params)
+
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+# Flags that are not fields: an alias that sets a field (from_cli reads it), placed after that field.
+_ALIASES = {"layout": click.option("--pad-to-max", is_flag=True, help="Same as --layout pad: the case study's pad-to-512.")}
+
+
+def cli_options(command: Callable) -> Callable:
+    """Decorate `command` with one click option per TrainConfig flag field, in field order."""
+    decorators = []
+    for f in fields(TrainConfig):
+        if "decorator" in f.metadata:
+            decorators.append(f.metadata["decorator"])
+        elif "cli" in f.metadata:
+            kw = dict(f.metadata["cli"])
+            flags = kw.pop("flags") or ("--" + f.name.replace("_", "-"),)
+            default = None if kw.get("required") else kw.pop("cli_default", f.default)
+            if isinstance(f.default, bool):
+                kw["is_flag"] = True
+            elif default is not None:
+                kw["show_default"] = True
+            if not kw.get("required"):  # click >= 8.3 counts an explicit default=None as given
+                kw["default"] = default
+            decorators.append(click.option(*flags, f.name, **kw))
+        if f.name in _ALIASES:
+            decorators.append(_ALIASES[f.name])
+    for decorator in reversed(decorators):  # click lists options in reverse order of application
+        command = decorator(command)
+    return command

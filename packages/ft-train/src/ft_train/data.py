@@ -29,13 +29,11 @@ whose labels are all -100, so they add nothing to the loss.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
-import sys
 from dataclasses import dataclass
 
 from ft_common.errors import InputError
-from ft_common.jsonl import display_name
+from ft_common.jsonl import display_name, read_records
 from ft_common.records import record_id
 
 IGNORE = -100
@@ -53,34 +51,14 @@ class DataFile:
 def read_data_file(path: str) -> DataFile:
     """Read a whole JSONL file (or stdin for '-'); every record needs prompt and target.
 
-    A malformed line or a record without a string prompt/target raises InputError
-    naming file:line (and the record id).
+    Lines go through ft-common's reader (bad JSON, bytes, nesting: InputError naming
+    file:line); a record without a string prompt/target raises InputError naming file:line
+    and the record id. The sha256 is of the bytes read, for the manifest.
     """
     name = display_name(path)
-    try:
-        if path == "-":
-            raw = sys.stdin.buffer.read()
-        else:
-            with open(path, "rb") as fh:
-                raw = fh.read()
-    except OSError as exc:
-        raise InputError(f"{name}: cannot open ({exc.strerror})") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{name}: not UTF-8 text ({exc.reason})") from None
+    digest = hashlib.sha256()
     records = []
-    # split on "\n" only: str.splitlines() also breaks at U+2028 and friends, which
-    # JSON strings may hold raw (GSM8K has them).
-    for lineno, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            raise InputError(f"{name}:{lineno}: not valid JSON: {line[:60]!r}") from None
-        if not isinstance(record, dict):
-            raise InputError(f"{name}:{lineno}: expected a JSON object: {line[:60]!r}")
+    for lineno, record in read_records(path, line_numbers=True, digest=digest):
         for key in ("prompt", "target"):
             if not isinstance(record.get(key), str):
                 what = "missing key" if key not in record else "non-string"
@@ -89,7 +67,7 @@ def read_data_file(path: str) -> DataFile:
                     "(ft-train needs prompt and target; see ft-prep)"
                 )
         records.append(record)
-    return DataFile(name=name, sha256=hashlib.sha256(raw).hexdigest(), records=records)
+    return DataFile(name=name, sha256=digest.hexdigest(), records=records)
 
 
 def tokenize_records(records: list[dict], tokenizer, ctx_len: int, loss_on: str) -> tuple[list[dict], int]:

@@ -284,10 +284,13 @@ class Engine:
                         "master": self.master.state_dict() if self.master else None}, folder / tag / "state.pt")
 
     def load_state(self, folder: Path, tag: str) -> dict:
+        from ft_train.checkpoint import check_state_files, load_torch_state
+
         if self.use_deepspeed:
+            check_state_files(folder / tag)  # DeepSpeed unpickles with weights_only=False
             _, extra = self.engine.load_checkpoint(str(folder), tag=tag)
             return extra or {}
-        state = torch.load(folder / tag / "state.pt", map_location=self.device, weights_only=False)
+        state = load_torch_state(folder / tag / "state.pt", map_location=self.device)
         self.module.load_state_dict(state["model"])
         if self.master is not None:
             self.master.load_state_dict(state["master"])

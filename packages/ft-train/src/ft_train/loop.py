@@ -145,7 +145,7 @@ def train_loop_per_worker(payload: dict) -> None:
         step, start_epoch, skip = extra["step"], extra["epoch"], extra["batch"]
         history, best = extra["history"], extra["best"]
         carried = extra["epoch_loss"] if rank == 0 else [0.0, 0.0]
-        torch.set_rng_state(extra["rng"][rank % len(extra["rng"])])
+        checkpoint.set_rng_state(extra["rng"][rank % len(extra["rng"])])
         if rank == 0:
             print(f"ft-train: resumed at step {step} (epoch {start_epoch + 1}, batch {skip})", flush=True)
             _truncate_metrics(out / "metrics.jsonl", step)
@@ -154,9 +154,9 @@ def train_loop_per_worker(payload: dict) -> None:
         tag = f"step-{step}"
         rngs = [None] * world
         if torch.distributed.is_initialized():
-            torch.distributed.all_gather_object(rngs, torch.get_rng_state())
+            torch.distributed.all_gather_object(rngs, checkpoint.rng_state())
         else:
-            rngs = [torch.get_rng_state()]
+            rngs = [checkpoint.rng_state()]
         extra = {"step": step, "epoch": epoch, "batch": batch, "history": history, "best": best,
                  "epoch_loss": epoch_loss, "rng": rngs}
         nonlocal last_save, held, last_write

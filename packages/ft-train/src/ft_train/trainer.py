@@ -15,7 +15,7 @@ import random
 import shutil
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ft_common.errors import FtError, InputError, UsageError
@@ -47,19 +47,24 @@ from ft_train.tokens import (
 class Prepared:
     """What the driver hands the workers, and what it tells the user."""
 
+    cfg: TrainConfig  # the input config with model_path, special_tokens, stop and batch_tokens resolved
     payload: dict
     steps_per_epoch: int
     summary: str
 
 
-def prepare(cfg: TrainConfig, special_tokens_file: str | None = None) -> Prepared:
-    """Read, check and tokenise; resolve the model; fill cfg.model_path/special_tokens/stop."""
+def prepare(cfg: TrainConfig) -> Prepared:
+    """Read, check and tokenise; resolve the model; return a new config with model_path,
+    special_tokens, stop and batch_tokens filled (cfg itself is frozen and left as given)."""
     out = Path(cfg.out_dir)
     earlier = [out / checkpoint.STATE, out / checkpoint.CHECKPOINTS, out / "ft-train.json"]
     if any(p.exists() for p in earlier) and not cfg.resume:
         raise UsageError(f"{out} already holds a run; pass --resume to continue it, or choose another -o")
-    if cfg.resume and not checkpoint.latest_state(out):
-        raise UsageError(f"--resume: {out} has no saved training state")
+    if cfg.resume:
+        info = checkpoint.latest_state(out)
+        if not info:
+            raise UsageError(f"--resume: {out} has no saved training state")
+        checkpoint.check_state_files(out / checkpoint.STATE / info["tag"])  # plain data only, before Ray
 
     train = read_data_file(cfg.train)
     if not train.records:
@@ -78,7 +83,7 @@ def prepare(cfg: TrainConfig, special_tokens_file: str | None = None) -> Prepare
         train = DataFile(train.name, train.sha256, records[n:])
 
     resolved = resolve_model(cfg.model, quiet=cfg.quiet)
-    cfg.model_path = resolved.path
+    cfg = replace(cfg, model_path=resolved.path)
     is_ft = resolved.source == "folder" and (Path(resolved.path) / "ft-train.json").is_file()
     parent = {"spec": cfg.model, "source": "ft-checkpoint" if is_ft else resolved.source, "path": resolved.path,
               "sha256": resolved.sha256 or (folder_fingerprint(resolved.path) if resolved.source == "folder" else None)}
@@ -87,9 +92,8 @@ def prepare(cfg: TrainConfig, special_tokens_file: str | None = None) -> Prepare
 
     transformers.logging.set_verbosity_error()
     tokenizer = transformers.AutoTokenizer.from_pretrained(resolved.path)
-    special = tokens_from_file(special_tokens_file) if special_tokens_file else tokens_from_records(train.records)
-    cfg.special_tokens = special
-    cfg.stop = stop_token(train.records, special)
+    special = tokens_from_file(cfg.special_tokens_file) if cfg.special_tokens_file else tokens_from_records(train.records)
+    cfg = replace(cfg, special_tokens=special, stop=stop_token(train.records, special))
     add_tokens(tokenizer, special)
     check_tokens(tokenizer, special, train.records, train.name)
     check_tokens(tokenizer, special, valid.records, valid.name)
@@ -106,7 +110,7 @@ def prepare(cfg: TrainConfig, special_tokens_file: str | None = None) -> Prepare
     if not cfg.batch_tokens:
         gpu = _uses_gpu(cfg)  # the activation estimate (the model's config) matters only on a GPU
         fits = _activations_fit(resolved.path, cfg) if gpu else (lambda tokens: True)
-        cfg.batch_tokens = default_batch_tokens(gpu, fits, floor=cfg.ctx_len)
+        cfg = replace(cfg, batch_tokens=default_batch_tokens(gpu, fits, floor=cfg.ctx_len))
     batches = make_batches(train_rows, cfg.layout, cfg.batch_size, cfg.batch_tokens, cfg.ctx_len, 0)
     micro = len(shard(batches, 0, cfg.workers, cfg.grad_accum))
     steps_per_epoch = micro // cfg.grad_accum
@@ -122,15 +126,22 @@ def prepare(cfg: TrainConfig, special_tokens_file: str | None = None) -> Prepare
     summary = (f"{len(train_rows)} training records ({all_tokens} tokens, {loss_tokens} in the loss), "
                f"{len(valid_rows)} validation; {truncated + v_truncated} truncated to {cfg.ctx_len} tokens; "
                f"{len(special)} special tokens, stop {cfg.stop!r}; {steps_per_epoch} steps/epoch x {cfg.epochs}")
-    return Prepared(payload, steps_per_epoch, summary)
+    return Prepared(cfg, payload, steps_per_epoch, summary)
 
 
-def run(cfg: TrainConfig, special_tokens_file: str | None = None) -> dict:
+def run(cfg: TrainConfig) -> dict:
     """Train; return {"best": path, "best_val_ppl": ..., "epochs": ...}."""
     out = Path(cfg.out_dir)
+    made = _first_missing(out) or _first_missing(out / ".work")  # what to remove if prepare fails
     out.mkdir(parents=True, exist_ok=True)
-    cfg.out_dir = str(out.resolve())
-    prepared = prepare(cfg, special_tokens_file)
+    try:
+        prepared = prepare(replace(cfg, out_dir=str(out.resolve())))
+    except BaseException:
+        # Bad input fails here, before training: leave no empty OUT_DIR (or .work) behind.
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        raise
+    cfg = prepared.cfg
     log(f"ft-train: {prepared.summary}", cfg.quiet)
     if not cfg.resume:
         (out / "metrics.jsonl").unlink(missing_ok=True)
@@ -145,6 +156,16 @@ def run(cfg: TrainConfig, special_tokens_file: str | None = None) -> dict:
     shutil.rmtree(out / ".work", ignore_errors=True)  # the tokenizer copy and Ray's run folder
     return {"best": str(Path(cfg.out_dir) / best["path"]), "best_val_ppl": best["val_ppl"],
             "epochs": len(man["epochs"])}
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost of `path` and its parents that does not exist yet (None: path exists)."""
+    missing = None
+    for p in (path, *path.parents):
+        if p.exists():
+            break
+        missing = p
+    return missing
 
 
 def fit(payload: dict, cfg: TrainConfig, total_steps: int) -> None:
@@ -168,6 +189,10 @@ def fit(payload: dict, cfg: TrainConfig, total_steps: int) -> None:
         if cfg.address:
             ray.init(address=cfg.address, log_to_driver=not cfg.quiet, logging_level="WARNING")
         else:
+            if not use_gpu:
+                # Ray sets OMP_NUM_THREADS to a worker's CPUs (1) when it is unset: on the CPU that
+                # left one of 2 cores idle. The local workers share the machine's cores instead.
+                os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cfg.workers)))
             ray.init(num_cpus=max(cfg.workers, os.cpu_count() or 1), include_dashboard=False,
                      log_to_driver=not cfg.quiet, logging_level="WARNING")
     trainer = TorchTrainer(

@@ -18,9 +18,16 @@ Our own decode loop over a KV cache rather than `model.generate`, so that
 
 Requests are grouped by stop strings and sorted by prompt length before they
 are cut into batches of `batch_size`, so batches hold prompts of similar length.
+
+`on_step`, when set (ft-infer sets it to its progress line), is told the batch
+and token of every decode step: on a CPU one batch of 20 records can take
+minutes, and a count of finished records alone would say nothing until its end.
 """
 
 from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
 
 from ft_common.errors import FtError, InputError
 from ft_common.models import resolve_model
@@ -64,6 +71,7 @@ class HFEngine:
         self._criteria = {}  # stop strings -> StopStringCriteria (seconds to build for a large vocabulary)
         self.model = None  # loaded on the first generate() call
         self.tokenizer = None
+        self.on_step: Callable[[str], None] | None = None  # told "batch B/N, token T/M" each decode step
 
     # -- loading ---------------------------------------------------------------------------
     def load(self) -> None:
@@ -92,6 +100,9 @@ class HFEngine:
             # kernel launches), so on a GPU one batch takes as many prompts as memory allows.
             self.batch_size = 1024 if self.device.type == "cuda" else 32
         self.forward = model.forward
+        # transformers 5.2x renamed forward's `past_key_values` to `cache`; the old name still
+        # works but warns on every call, and older releases know only it.
+        self.cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         if self.compile:
             self.forward = torch.compile(model.forward, mode="reduce-overhead", dynamic=False)
         log(f"ft-infer: hf engine: {self.model_name} on {device} ({str(dtype).removeprefix('torch.')})", self.quiet)
@@ -120,23 +131,32 @@ class HFEngine:
         # Group by stop strings (one stop plan per batch), then sort by prompt length.
         order = sorted(range(len(requests)), key=lambda i: (requests[i].stop, len(encoded[i])))
         batch_size = min(self.batch_size, self._fits(max(len(e) for e in encoded) + self.options.max_new_tokens))
-        start = 0
+        batches, start = [], 0
         while start < len(order):
             stop = requests[order[start]].stop
             end = start
             while end < len(order) and end - start < batch_size and requests[order[end]].stop == stop:
                 end += 1
-            batch = order[start:end]
-            plan = plan_stops(self.tokenizer, stop, self.eos)
+            batches.append(order[start:end])
+            start = end
+        for number, batch in enumerate(batches, start=1):
+            plan = plan_stops(self.tokenizer, requests[batch[0]].stop, self.eos)
             with _attention_without_cudnn(self.device):
-                outputs = self.decode([encoded[i] for i in batch], plan)
+                outputs = self.decode([encoded[i] for i in batch], plan, self._step_reporter(number, len(batches)))
             for i, generated in zip(batch, outputs, strict=True):
                 results[i] = finish(self.tokenizer, generated, plan, len(encoded[i]))
-            start = end
         return results  # type: ignore[return-value]
 
-    def decode(self, prompts: list[list[int]], plan: StopPlan) -> list[list[int]]:
-        """Generate for one batch; each row's ids end at (and include) its stop token."""
+    def _step_reporter(self, number: int, batches: int) -> Callable[[int], None] | None:
+        if self.on_step is None:
+            return None
+        note, new = self.on_step, self.options.max_new_tokens
+        return lambda step: note(f"batch {number}/{batches}, token {step}/{new}")
+
+    def decode(self, prompts: list[list[int]], plan: StopPlan,
+               on_step: Callable[[int], None] | None = None) -> list[list[int]]:
+        """Generate for one batch; each row's ids end at (and include) its stop token.
+        `on_step(n)` is called after the n-th token of the batch (host-side only: no device sync)."""
         import torch
         from transformers import DynamicCache
 
@@ -167,8 +187,9 @@ class HFEngine:
         extra = {"cache_position": torch.arange(width, device=device)} if static else {}
         with torch.inference_mode():
             cache = self._static(n, width + new) if static else DynamicCache(config=model.config)
+            cache_arg = {self.cache_kw: cache}
             logits = model(input_ids=ids, attention_mask=_prefill_mask(real, width, static), position_ids=positions,
-                           past_key_values=cache, use_cache=True, logits_to_keep=1, **extra).logits[:, -1]
+                           use_cache=True, logits_to_keep=1, **cache_arg, **extra).logits[:, -1]
             position = positions[:, -1:]
             steps = 0
             for step in range(new):
@@ -181,6 +202,8 @@ class HFEngine:
                     hit |= criterion(generated[:, : step + 1], None)
                 done |= hit
                 steps = step + 1
+                if on_step is not None:
+                    on_step(steps)
                 if steps == new or flag.all_done(done):
                     break
                 position = position + 1
@@ -192,11 +215,11 @@ class HFEngine:
                     if self.compile:  # CUDA graphs: the last step's outputs are no longer needed
                         torch.compiler.cudagraph_mark_step_begin()
                     logits = self.forward(input_ids=token[:, None], attention_mask=real[:, None, None, :],
-                                          position_ids=position, past_key_values=cache, use_cache=True,
+                                          position_ids=position, use_cache=True, **cache_arg,
                                           **extra).logits[:, -1]
                 else:
                     logits = model(input_ids=token[:, None], attention_mask=real[:, None, None, : width + step + 1],
-                                   position_ids=position, past_key_values=cache, use_cache=True).logits[:, -1]
+                                   position_ids=position, use_cache=True, **cache_arg).logits[:, -1]
         rows = generated[:, :steps].tolist()
         return [row[:length] for row, length in zip(rows, lengths.tolist(), strict=True)]
 

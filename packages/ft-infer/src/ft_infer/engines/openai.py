@@ -15,6 +15,7 @@ import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from ft_common import secrets
 from ft_common.errors import FtError, UsageError, require_module
 from ft_common.progress import log
 from ft_common.tasks import cut_at_stop
@@ -43,7 +44,6 @@ class OpenAIEngine:
         self.backoff, self.max_backoff = backoff, max_backoff
         self.quiet = quiet
         self.client = None
-        self._secret = None
         self._pool = None
 
     def load(self) -> None:
@@ -56,7 +56,7 @@ class OpenAIEngine:
                 raise UsageError("--engine openai needs OPENAI_API_KEY in the environment (or --base-url "
                                  "for a local server that takes no key)")
             key = "none"  # local servers (vllm serve) take any key
-        self._secret = key
+        secrets.register(key)  # ft_common.secrets scrubs it from every error message
         self.openai = openai
         # Retries are ours (logged, with Retry-After), so the client's own are off.
         self.client = openai.OpenAI(api_key=key, base_url=self.base_url, timeout=self.timeout, max_retries=0)
@@ -107,12 +107,12 @@ class OpenAIEngine:
                 return send()
             except openai.APIStatusError as exc:
                 if exc.status_code not in RETRY_STATUS or attempt == self.max_retries:
-                    raise FtError(self._scrub(f"record {request.id}: endpoint answered "
+                    raise FtError(secrets.scrub(f"record {request.id}: endpoint answered "
                                               f"{exc.status_code}: {_message(exc)}")) from None
                 why, wait = f"HTTP {exc.status_code}", _retry_after(exc)
             except (openai.APITimeoutError, openai.APIConnectionError) as exc:
                 if attempt == self.max_retries:
-                    raise FtError(self._scrub(f"record {request.id}: {type(exc).__name__} after "
+                    raise FtError(secrets.scrub(f"record {request.id}: {type(exc).__name__} after "
                                               f"{attempt + 1} attempts: {exc}")) from None
                 why, wait = type(exc).__name__, None
             delay = min(self.max_backoff, self.backoff * 2**attempt) * (0.5 + random.random() / 2)
@@ -121,12 +121,6 @@ class OpenAIEngine:
                 f"in {delay:.1f}s", self.quiet)
             time.sleep(delay)
         raise AssertionError("unreachable")
-
-    def _scrub(self, message: str) -> str:
-        if self._secret and self._secret != "none":
-            message = message.replace(self._secret, "***")
-        return message
-
 
 def _message(exc) -> str:
     body = getattr(exc, "body", None)

@@ -1,6 +1,6 @@
 """Try vLLM offline on the GPU machine: import it, build an LLM, generate greedily.
 
-    PYTHONPATH=/tmp/vsite:/tmp/site python3 bench/vllm_try.py --model PATH
+    PYTHONPATH=/tmp/vsite:/tmp/site python3 tools/airgap-gpu/vllm_try.py --model PATH
 
 If a module is missing, prints one line `MISSING <module>` (the first one found;
 `IMPORT_ERROR ...` for a library that fails to load) and exits 3, so the next staging round can add its wheel. The engine core runs in

@@ -2,7 +2,7 @@
 # Split the Qwen2.5-Coder-1.5B GGUF (1.1 GB; scripts/fetch_qwen_coder.sh) into
 # pieces of at most 60 MiB under .carry/q0, .carry/q1, ... for the GPU machine;
 # there, each call copies its piece to /tmp/qstage, and bench/gpu_baselines.sh joins
-# them (scripts/carry_join.sh) and checks the sha256 pinned in fetch_qwen_coder.sh.
+# them (tools/airgap-gpu/carry_join.sh) and checks the sha256 pinned in fetch_qwen_coder.sh.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-bash scripts/carry_split.sh "$(bash scripts/fetch_qwen_coder.sh models)" q
+cd "$(dirname "$0")/../.."
+bash tools/airgap-gpu/carry_split.sh "$(bash scripts/fetch_qwen_coder.sh models)" q

@@ -1,6 +1,6 @@
 """Probe the GPU machine: the carried Ray + DeepSpeed stack runs a ZeRO step on one GPU.
 
-Run there after scripts/gpu_unstage.sh:  python3 bench/gpu_probe.py
+Run there after tools/airgap-gpu/gpu_unstage.sh:  python3 tools/airgap-gpu/gpu_probe.py
 """
 
 import json

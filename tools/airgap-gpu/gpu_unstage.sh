@@ -2,8 +2,8 @@
 # On the GPU machine: join the staged pieces, check them, unpack, install the wheels
 # into /tmp/site (on PYTHONPATH) and the ft packages from the carried tree.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-bash scripts/carry_join.sh /tmp/stage /tmp/bundle.tar
+cd "$(dirname "$0")/../.."
+bash tools/airgap-gpu/carry_join.sh /tmp/stage /tmp/bundle.tar
 tar -xf /tmp/bundle.tar
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 # The ft packages run from the carried tree: source folders on PYTHONPATH, and a

@@ -1,4 +1,4 @@
-# Source on the GPU machine after scripts/gpu_unstage.sh (and scripts/vllm_unstage.sh):
+# Source on the GPU machine after tools/airgap-gpu/gpu_unstage.sh (and tools/airgap-gpu/vllm_unstage.sh):
 # the carried packages and the ft source folders on PYTHONPATH, offline, one cache.
 export PYTHONPATH=/tmp/vsite:/tmp/site:$(ls -d "$PWD"/packages/*/src | paste -sd:)
 export PATH=/tmp/site/bin:$PATH

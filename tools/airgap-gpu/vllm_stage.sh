@@ -3,12 +3,12 @@
 # transformers 5.17.0 already there): the vllm wheel plus only the dependencies that
 # `from vllm import LLM; LLM(...).generate(...)` imports at run time and the machine
 # lacks. pydantic, pydantic-core, annotated-types, typing-inspection, jsonschema and
-# friends travel with scripts/gpu_stage.sh, so they are not repeated here.
+# friends travel with tools/airgap-gpu/gpu_stage.sh, so they are not repeated here.
 #
-#   bash scripts/vllm_stage.sh        # -> .vllm-whl/*.whl, .carry/v0 .. .carry/vN (each <= 60 MiB)
+#   bash tools/airgap-gpu/vllm_stage.sh        # -> .vllm-whl/*.whl, .carry/v0 .. .carry/vN (each <= 60 MiB)
 #
 # On the device, each call copies its piece to /tmp/vstage; the last one runs
-# scripts/vllm_unstage.sh. VLLM_WHEEL_DIR (default /tmp/vl) may already hold the
+# tools/airgap-gpu/vllm_unstage.sh. VLLM_WHEEL_DIR (default /tmp/vl) may already hold the
 # 300 MB vllm wheel, which is then copied rather than downloaded again.
 #
 # Left out on purpose (imported lazily or only by other features, see issue 8):
@@ -19,7 +19,7 @@
 # model-hosting-container-standards, opentelemetry-*, prometheus-fastapi-instrumentator,
 # fastapi's [standard] extras (uvicorn ...), watchfiles, ijson, python-json-logger.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 vllm_dir=${VLLM_WHEEL_DIR:-/tmp/vl}
 
 WHEELS=(
@@ -77,7 +77,7 @@ fi
 
 mkdir -p .carry
 tar -cf .carry/vbundle.tar .vllm-whl
-bash scripts/carry_split.sh .carry/vbundle.tar v
+bash tools/airgap-gpu/carry_split.sh .carry/vbundle.tar v
 rm .carry/vbundle.tar
 du -sh .vllm-whl
 echo "$n wheels" >&2

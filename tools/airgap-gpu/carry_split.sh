@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Split FILE into pieces of at most 60 MiB for the GPU machine, one carried folder
 # per device call: .carry/PREFIX0, .carry/PREFIX1, ... (each holding part-NN); the
-# last folder also holds FILE's sha256, which scripts/carry_join.sh checks there.
+# last folder also holds FILE's sha256, which tools/airgap-gpu/carry_join.sh checks there.
 #
-#   bash scripts/carry_split.sh FILE PREFIX
+#   bash tools/airgap-gpu/carry_split.sh FILE PREFIX
 set -euo pipefail
 src=${1:?usage: carry_split.sh FILE PREFIX}
 prefix=${2:?usage: carry_split.sh FILE PREFIX}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# On the GPU machine: join the vLLM pieces that scripts/vllm_stage.sh made (each
+# On the GPU machine: join the vLLM pieces that tools/airgap-gpu/vllm_stage.sh made (each
 # device call copied its piece to /tmp/vstage), check them, and install the wheels
 # into /tmp/vsite (no index, no dependency resolution: the machine is offline and
 # already has torch 2.11.0 / transformers 5.17.0; pydantic etc. come from /tmp/site).

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Source on the air-gapped GPU machine: join the bundle pieces copied to /tmp/stage by
+# earlier calls (once), install the carried wheels into /tmp/site, and put a clean
+# snapshot of ft (.carry/src) on PYTHONPATH with a launcher per command.
+T0=$(date +%s)
+log() { echo "[scale $(( $(date +%s) - T0 ))s] $*" >&2; }
+if [ ! -e /tmp/unstaged ]; then
+cat /tmp/stage/part-* > /tmp/bundle.tar
+echo "$(cat /tmp/stage/sha256)  /tmp/bundle.tar" | sha256sum -c --quiet - || { echo "bundle sha256 mismatch" >&2; exit 1; }
+tar -xf /tmp/bundle.tar && rm /tmp/bundle.tar
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+tar -xJf .whl/ray-2.60.0-trimmed.tar.xz -C /tmp/site
+tar -xJf .carry/data.tar.xz -C .carry
+touch /tmp/unstaged
+fi
+SRC=$PWD/.carry/src
+export PYTHONPATH=/tmp/site:$(ls -d "$SRC"/packages/*/src | paste -sd:)
+pybin=$(dirname "$(python3 -c 'import sys; print(sys.executable)')")
+mkdir -p /tmp/site/bin
+for p in prep score infer train; do
+  printf '#!%s\nfrom ft_%s.cli import main\nmain()\n' "$pybin/python3" "$p" > "/tmp/site/bin/ft-$p"; chmod +x "/tmp/site/bin/ft-$p"
+done
+export PATH=/tmp/site/bin:$pybin:$PATH TORCH_CUDA_ARCH_LIST=9.0 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+export FT_CACHE=/tmp/ftcache PYTHONUNBUFFERED=1 RAY_DEDUP_LOGS=1
+log "unstaged"
