@@ -111,3 +111,20 @@ def task_record(task_name: str, split: str, fmt: str, index: int | str, input_te
     if fmt == "chat":
         return new_record(id=rid, task=task_name, split=split, format=fmt, meta=meta, messages=chat())
     raise ValueError(f"unknown format {fmt!r}")
+
+
+# Worked solutions that end in a `#### ANSWER` line (GSM8K, MathQA): the few-shot text and the chat
+# turns are built from the same (question, solution, answer) examples.
+WORKED_STOPS = ["\n\n", "\nQ:"]
+
+
+def worked_fewshot(examples: Iterable[tuple[str, str, str]], question: str) -> tuple[str, list[str]]:
+    shots = "".join(f"Q: {q}\nA: {a}\n#### {n}\n\n" for q, a, n in examples)
+    return f"{shots}Q: {question}\nA:", list(WORKED_STOPS)
+
+
+def worked_chat(system: str, examples: Iterable[tuple[str, str, str]], question: str) -> list[dict]:
+    messages = [{"role": "system", "content": system}]
+    for q, a, n in examples:
+        messages += [{"role": "user", "content": q}, {"role": "assistant", "content": f"{a}\n#### {n}"}]
+    return messages + [{"role": "user", "content": question}]

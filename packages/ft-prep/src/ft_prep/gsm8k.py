@@ -13,7 +13,17 @@ from collections.abc import Iterable, Iterator
 
 from ft_common.tasks.gsm8k import final_answer
 
-from ft_prep.common import BadRow, Row, Stats, convert, field, stable_fraction, task_record
+from ft_prep.common import (
+    BadRow,
+    Row,
+    Stats,
+    convert,
+    field,
+    stable_fraction,
+    task_record,
+    worked_chat,
+    worked_fewshot,
+)
 
 # Sources (read by ft_prep.sources): the hub's dataset and the local files per split.
 HUB = ("openai/gsm8k", "main", {"train": "train", "test": "test"})
@@ -79,20 +89,16 @@ GSM8K_EXAMPLES: tuple[tuple[str, str, str], ...] = (
      "23 - 15 dollars left. 23 - 15 is 8. The answer is 8.", "8"),
 )
 
-GSM8K_FEWSHOT = "".join(f"Q: {q}\nA: {a}\n#### {n}\n\n" for q, a, n in GSM8K_EXAMPLES)
 GSM8K_SYSTEM = ("Solve the grade-school maths problem step by step. End with a last line of the form "
                 "'#### N', where N is the final numeric answer.")
 
 
 def fewshot_prompt(question: str) -> tuple[str, list[str]]:
-    return f"{GSM8K_FEWSHOT}Q: {question}\nA:", ["\n\n", "\nQ:"]
+    return worked_fewshot(GSM8K_EXAMPLES, question)
 
 
 def chat_messages(question: str) -> list[dict]:
-    messages = [{"role": "system", "content": GSM8K_SYSTEM}]
-    for q, a, n in GSM8K_EXAMPLES:
-        messages += [{"role": "user", "content": q}, {"role": "assistant", "content": f"{a}\n#### {n}"}]
-    return messages + [{"role": "user", "content": question}]
+    return worked_chat(GSM8K_SYSTEM, GSM8K_EXAMPLES, question)
 
 
 def make_record(row: Row, split: str, fmt: str) -> dict:

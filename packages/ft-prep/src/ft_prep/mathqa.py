@@ -15,7 +15,16 @@ from collections.abc import Iterable, Iterator
 
 from ft_common.tasks.mathqa import OPTION_LETTERS
 
-from ft_prep.common import BadRow, Row, Stats, convert, field, task_record
+from ft_prep.common import (
+    BadRow,
+    Row,
+    Stats,
+    convert,
+    field,
+    task_record,
+    worked_chat,
+    worked_fewshot,
+)
 
 # Sources (read by ft_prep.sources): the hub's dataset and the local files per split.
 HUB = ("allenai/math_qa", None, {"train": "train", "valid": "validation", "test": "test"})
@@ -69,18 +78,14 @@ MATHQA_EXAMPLES: tuple[tuple[str, str, str], ...] = (
 )
 MATHQA_SYSTEM = ("Solve the multiple-choice maths problem step by step. End with a last line of the "
                  "form '#### X', where X is the letter (a-e) of the correct option.")
-MATHQA_FEWSHOT = "".join(f"Q: {q}\nA: {a}\n#### {n}\n\n" for q, a, n in MATHQA_EXAMPLES)
 
 
 def fewshot_prompt(problem: str) -> tuple[str, list[str]]:
-    return f"{MATHQA_FEWSHOT}Q: {problem}\nA:", ["\n\n", "\nQ:"]
+    return worked_fewshot(MATHQA_EXAMPLES, problem)
 
 
 def chat_messages(problem: str) -> list[dict]:
-    messages = [{"role": "system", "content": MATHQA_SYSTEM}]
-    for q, a, n in MATHQA_EXAMPLES:
-        messages += [{"role": "user", "content": q}, {"role": "assistant", "content": f"{a}\n#### {n}"}]
-    return messages + [{"role": "user", "content": problem}]
+    return worked_chat(MATHQA_SYSTEM, MATHQA_EXAMPLES, problem)
 
 
 def make_record(row: Row, split: str, fmt: str) -> dict:
