@@ -198,7 +198,7 @@ def test_progress_draws_only_on_a_terminal(monkeypatch, capsys):
 
 
 def test_verbose_shows_traceback(tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(__import__("ft_common.cli").cli._state, "verbose", False)
+    monkeypatch.setitem(__import__("ft_common.runner").runner._state, "verbose", False)
     bad = tmp_path / "bad.jsonl"
     bad.write_text("nope\n")
     with pytest.raises(SystemExit):

@@ -110,16 +110,22 @@ NOT_RUN = {
     "just test tests/train": SLOW,
     "python bench/bench_train.py --device cpu --tiny": SLOW,
     "python bench/bench_train.py --mode all": SLOW + " (GPU)",
-    # ft-prep --help texts
+    # ft-prep --help texts (the group's name no task: TASK is a placeholder)
+    "ft-prep TASK --split valid | ft-infer -m ckpt | ft-score TASK": SYNOPSIS,
+    "ft-prep TASK --data ../shared/data --format fewshot --limit 100 > fewshot.jsonl": SYNOPSIS,
     "ft-prep viggo --data ../shared/data --format chat --limit 50 | ft-infer -m gpt --engine openai": NET,
-    "ft-prep mathqa --split train > mathqa.jsonl && ft-prep gsm8k > gsm8k.jsonl": HUB + " (MathQA train)",
-    # ft-train --help
-    "ft-train -m runs/mathqa/best --train gsm8k.jsonl --valid gsm8k-valid.jsonl -o runs/gsm8k": TRAIN,
+    "ft-prep mathqa --split train > mathqa.jsonl": HUB + " (MathQA train)",
+    # ft-train --help (its epilog names no task: TASK is a placeholder)
+    "ft-prep TASK --split train | ft-train -m model.gguf --train - --valid valid.jsonl -o runs/task": SYNOPSIS,
+    "ft-train -m runs/stage1/best --train stage2.jsonl --valid stage2-valid.jsonl -o runs/stage2": TRAIN,
     "ft-train -m HuggingFaceTB/SmolLM2-135M --train t.jsonl --valid v.jsonl -o runs/x --workers 2 --zero 3 "
     "--offload optimizer": TRAIN,
-    "ft-train ... -o runs/viggo --resume": TRAIN + "; '...' stands for the first run's flags",
+    "ft-train ... -o runs/task --resume": TRAIN + "; '...' stands for the first run's flags",
     # ft-infer --help
-    "ft-prep viggo --format chat | ft-infer --engine openai -m gpt-4o --concurrency 16 | ft-score viggo": NET,
+    "ft-prep TASK --split valid | ft-infer -m ckpt/best | ft-score TASK": SYNOPSIS,
+    "ft-prep generic data.jsonl --format chat | ft-infer --engine openai -m gpt-4o --concurrency 16": NET,
+    # ft-score --help
+    "ft-prep TASK --split valid | ft-infer -m ckpt | ft-score TASK --summary s.json": SYNOPSIS,
 }
 
 

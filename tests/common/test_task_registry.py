@@ -4,8 +4,10 @@ ft-score checker command, each CLI lists exactly the registered tasks, and a new
 
 import importlib
 import json
+import subprocess
 import sys
 import types
+from pathlib import Path
 
 import click
 import ft_prep.cli
@@ -16,6 +18,7 @@ from ft_common.tasks import TASKS
 from ft_common.tasks.base import Task
 
 DOC_RECIPE = ("`ft_common/tasks/X.py`", "`ft_prep/X.py`", "`ft_score/X.py`")
+ROOT = Path(__file__).parents[2]
 
 
 @pytest.mark.parametrize("package", ["ft_prep", "ft_score"])
@@ -37,6 +40,24 @@ def test_the_recipe_is_in_the_architecture_doc():
     tasks = doc[doc.index("## Tasks"):doc.index("## Engines")]
     for path in DOC_RECIPE:
         assert path in tasks, path
+
+
+def test_a_task_is_named_only_in_its_own_three_places():
+    """`grep -rlw TASK packages/*/src`: the task's definition, loader and checker (a file, or a
+    folder for a task with helpers). ft-train is left out: another change makes its help neutral."""
+    for word in ("viggo", "sql", "gsm8k", "mathqa"):
+        found = subprocess.run(["grep", "-rlw", "--include=*.py", word, "packages"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.split()
+        places = {_place(Path(f)) for f in found if "/src/" in f and not f.startswith("packages/ft-train/")}
+        assert places <= {f"ft_common/tasks/{word}", f"ft_prep/{word}", f"ft_score/{word}"}, (word, places)
+
+
+def _place(path: Path) -> str:
+    """packages/ft-prep/src/ft_prep/sql/build.py -> ft_prep/sql; .../ft_score/viggo.py -> ft_score/viggo."""
+    parts = path.parts[path.parts.index("src") + 1:]
+    if parts[:2] == ("ft_common", "tasks"):
+        return "/".join(parts[:3]).removesuffix(".py")
+    return "/".join(parts[:2]).removesuffix(".py")
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ import json
 import sys
 
 import pytest
-from ft_common import cli as ft_cli
+from ft_common import runner as ft_runner
 from ft_common.cli import run
 from ft_prep.cli import cli
 
@@ -22,7 +22,7 @@ def prep(capsys, monkeypatch):
     """Run `ft-prep ARGS` in-process (with ft's exit codes); stdin text optional."""
 
     def invoke(*args: str, stdin: str | None = None) -> Result:
-        ft_cli._state["verbose"] = False
+        ft_runner._state["verbose"] = False
         if stdin is not None:
             monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin.encode())))
         with pytest.raises(SystemExit) as exc:

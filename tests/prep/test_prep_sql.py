@@ -8,8 +8,8 @@ import pytest
 import sqlglot
 from fake_openai import QuietHandler, chat_completion, read_json, send_json, serve
 from ft_prep.sql import context_schema
-from ft_prep.sql_build import SqlDrop, build, wikisql_column, wikisql_sql
-from ft_prep.sql_tables import synthetic_tables
+from ft_prep.sql.build import SqlDrop, build, wikisql_column, wikisql_sql
+from ft_prep.sql.tables import synthetic_tables
 from sqlglot import exp
 from sqlglot.executor import execute
 

@@ -5,7 +5,7 @@ import json
 import pytest
 from fake_openai import QuietHandler, chat_completion, read_json, send_json, serve
 from ft_score.gsm8k import Gsm8kChecker, flexible_answer, strict_answer
-from ft_score.llm import LLMExtractor
+from ft_score.gsm8k_llm import LLMExtractor
 
 # The case study's kind of GSM8K solution (a worked answer ending in `#### N`).
 SOLUTION = ("Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n"

@@ -67,8 +67,8 @@ def digest(folder: Path) -> dict:
 
 
 def test_code_execution_through_either_engine_leaves_no_trace(tmp_path):
-    from ft_score.sandbox import Limits
     from ft_score.sql import SqlChecker
+    from ft_score.sql.sandbox import Limits
 
     marker = tmp_path / "pwned"
     dbs = make_db(tmp_path / "dbs" / "db").parent
@@ -105,9 +105,8 @@ def test_the_payloads_are_real(tmp_path):
 
 def test_the_python_check_alone_stops_the_payloads(tmp_path, monkeypatch):
     """With the query-shape refusal switched off, the check on generated Python still refuses (in this process)."""
-    from ft_score import sqlglot_exec
-    from ft_score.sandbox import Limits
-    from ft_score.sql import sqlglot_tables
+    from ft_score.sql import sqlglot_exec, sqlglot_tables
+    from ft_score.sql.sandbox import Limits
 
     monkeypatch.setattr(sqlglot_exec, "refusal", lambda tree: None)
     data, schema = sqlglot_tables(TABLES)
@@ -127,7 +126,7 @@ def test_the_jail_alone_stops_the_payloads(tmp_path):
     data, schema = sqlglot_tables(TABLES)
     marker = tmp_path / "pwned"
     script = ("import json, sys\nimport sqlglot.executor, sqlglot.dialects.sqlite\n"
-              "from sqlglot.executor import execute\nfrom ft_score import jail\n"
+              "from sqlglot.executor import execute\nfrom ft_score.sql import jail\n"
               "queries, schema, data = json.loads(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[3])\n"
               "for q in ('SELECT json_extract(v, \\'$.a\\') FROM t', 'SELECT k FROM t WHERE k > 1'):\n"
               "    try:\n        execute(q, schema=schema, tables=data)\n"  # warm-up: honest queries, unconfined
@@ -173,8 +172,8 @@ def bombs() -> list[tuple[str, str, str]]:
 
 def run_bombs(db_dir: str) -> None:
     """Each bomb, then an honest record; one JSON line each, then the memory figures."""
-    from ft_score.sandbox import Limits
     from ft_score.sql import SqlChecker
+    from ft_score.sql.sandbox import Limits
 
     checkers = {engine: SqlChecker(engine=engine, limits=Limits(timeout=TIMEOUT)) for engine in ("sqlite", "sqlglot")}
     for checker in checkers.values():  # start the workers before measuring
@@ -216,8 +215,8 @@ def test_every_bomb_ends_in_time_and_memory_and_the_next_record_is_scored(tmp_pa
 
 
 def test_a_multi_megabyte_completion_does_not_stall_ft_score():
-    from ft_score.sandbox import Limits
     from ft_score.sql import SqlChecker
+    from ft_score.sql.sandbox import Limits
 
     completion = "SELECT count(*) FROM t WHERE k IN (" + ", ".join(map(str, range(600_000))) + ")"  # 4.5 MB
     with SqlChecker(limits=Limits(timeout=TIMEOUT)) as checker:
@@ -240,8 +239,8 @@ def test_a_multi_megabyte_completion_does_not_stall_ft_score():
 def test_spider_matching_never_hands_an_overlong_completion_to_sqlparse():
     # --match spider rewrites queries with sqlparse in ft-score's own process: the length cap
     # must stop a huge completion before that (3.4 s for 1 MB without it).
-    from ft_score.sandbox import Limits
     from ft_score.sql import SqlChecker
+    from ft_score.sql.sandbox import Limits
 
     completion = "SELECT count(*) FROM t WHERE k IN (" + ", ".join(map(str, range(600_000))) + ")"
     with SqlChecker(limits=Limits(timeout=TIMEOUT), match="spider") as checker:

@@ -3,7 +3,7 @@
 The UPSTREAM block below is taoyds/test-suite-sql-eval (Apache-2.0, commit e97acc5): exec_eval.py's
 result_eq and its helpers, parse.py's remove_distinct, and the query handling of eval_exec_match and
 evaluation.evaluate (keep_distinct and plug_value off, their defaults), copied as written apart from
-running on one database file. ft_score.match is a separate transcription; the tests hold the two
+running on one database file. ft_score.sql.match is a separate transcription; the tests hold the two
 together on upstream's own example pairs (evaluation_examples/, flight_2) and on random results.
 """
 
@@ -16,14 +16,14 @@ from itertools import product
 
 import pytest
 import sqlparse
-from ft_score.match import (
+from ft_score.sql import SqlChecker, output_names, parse_sql
+from ft_score.sql.match import (
     match_results,
     results_match,
     spider_prepare,
     spider_remove_distinct,
     spider_result_eq,
 )
-from ft_score.sql import SqlChecker, output_names, parse_sql
 
 # ---------------------------------------------------------------- UPSTREAM (verbatim)
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from ft_common.cli import run
-from ft_score import wire
 from ft_score.cli import cli
-from ft_score.sandbox import (
+from ft_score.sql import parse_sql, wire
+from ft_score.sql.sandbox import (
     EXECUTION_ERROR,
     TIMEOUT,
     Limits,
@@ -28,8 +28,7 @@ from ft_score.sandbox import (
     column_type,
     database_path,
 )
-from ft_score.sql import parse_sql
-from ft_score.sqlite_exec import memory_db, run_sqlite
+from ft_score.sql.sqlite_exec import memory_db, run_sqlite
 
 HOSTILE = [
     "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r",  # endless
@@ -204,7 +203,7 @@ def test_python_executor_replaces_a_dead_worker():
 
 def test_python_executor_works_from_a_script_without_a_main_guard(tmp_path):
     # The worker is a fresh interpreter, so the caller's unguarded main module is never re-run.
-    script = ("from ft_score.sandbox import PythonExecutor\n"
+    script = ("from ft_score.sql.sandbox import PythonExecutor\n"
               "e = PythonExecutor()\n"
               "print(e.run('SELECT 1 + 1 AS x', {}, {}).rows)\n"
               "e.close()\n")
@@ -214,7 +213,7 @@ def test_python_executor_works_from_a_script_without_a_main_guard(tmp_path):
 
 
 def test_the_worker_is_killed_with_its_parent(tmp_path):
-    script = ("import sys, time\nfrom ft_score.sandbox import SqliteExecutor\n"
+    script = ("import sys, time\nfrom ft_score.sql.sandbox import SqliteExecutor\n"
               "w = SqliteExecutor()\nw.parse(['SELECT 1'])\nprint(w._proc.pid, flush=True)\ntime.sleep(60)\n")
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     pid = int(parent.stdout.readline())

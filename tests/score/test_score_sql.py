@@ -3,7 +3,6 @@
 import sqlite3
 
 import pytest
-from ft_score.sandbox import Limits
 from ft_score.sql import (
     SqlChecker,
     ast_equivalent,
@@ -13,6 +12,7 @@ from ft_score.sql import (
     results_match,
     values_equal,
 )
+from ft_score.sql.sandbox import Limits
 
 TABLES = {
     "head": {"columns": [["name", "VARCHAR"], ["born_state", "VARCHAR"], ["age", "INTEGER"]],

@@ -26,8 +26,8 @@ class Key:
 KEYS: tuple[Key, ...] = (
     Key("ft_schema", "int", "ft-prep", "all", "record schema version (SCHEMA_VERSION)"),
     Key("id", "str", "ft-prep", "all", "stable id: TASK/SPLIT/ROW (resume and compare join on it)"),
-    Key("task", "str", "ft-prep", "ft-score", "task name: viggo, sql, gsm8k, mathqa, generic; a task's checker refuses another task's "
-        "record (generic scores any)"),
+    Key("task", "str", "ft-prep", "ft-score", "task name (one of ft_common.tasks.TASKS); a task's checker refuses "
+        "another task's record (generic scores any)"),
     Key("split", "str", "ft-prep", "-", "train, valid or test"),
     Key("format", "str", "ft-prep", "ft-infer", "tokens, fewshot or chat"),
     Key("prompt", "str", "ft-prep", "ft-train, ft-infer", "model input text (tokens/fewshot formats)"),
@@ -44,26 +44,19 @@ KEYS: tuple[Key, ...] = (
     Key("score", "dict", "ft-score", "ft-score compare", "{correct: bool, ...checker details}"),
 )
 
-# What ft-prep puts in `meta`, per task, for ft-score's checkers.
-META: dict[str, dict[str, str]] = {
-    "all": {
-        "input": "the raw input text (sentence, question, problem)",
-        "reference": "the reference output, without the stop token",
-    },
-    "viggo": {"reference": "the reference MR, e.g. inform(name[Halo], rating[good])"},
-    "gsm8k": {"answer": "the final numeric answer, normalised (tasks.gsm8k.normalize_number)"},
-    "mathqa": {"answer": "the correct option letter a-e", "options": "{letter: option text}"},
-    "sql": {
-        "question": "the English question",
-        "context": "CREATE TABLE statements (sql-create-context shape)",
-        "reference": "the reference SQL query",
-        "tables": "synthetic test tables: {table: {columns: [[name, type], ...], rows: [[v, ...], ...]}}",
-        "db_id": "Spider database id, when the row has a real database",
-        "db_dir": "folder holding DB_ID/DB_ID.sqlite (as given to ft-prep --db-dir)",
-        "source": "wikisql, spider, or hub/local for sql-create-context files",
-    },
-    "generic": {"label": "optional class label, for classification scoring"},
+# What ft-prep puts in `meta` for every task; each task declares its own keys on its
+# definition (Task.meta, ft_common.tasks), so this file names no task.
+COMMON_META: dict[str, str] = {
+    "input": "the raw input text (sentence, question, problem)",
+    "reference": "the reference output, without the stop token",
 }
+
+
+def meta_keys() -> dict[str, dict[str, str]]:
+    """The `meta` schema: {"all": COMMON_META, TASK: that task's own keys, ...} from the registry."""
+    from ft_common.tasks import TASKS  # here, not at the top: task modules may import this one
+
+    return {"all": dict(COMMON_META), **{name: dict(task.meta) for name, task in TASKS.items() if task.meta}}
 
 
 def record_id(record: dict, index: int | None = None) -> str:

@@ -1,4 +1,4 @@
-"""ft-infer command line: a thin click layer over ft_infer.infer."""
+"""ft-infer command line: a thin click layer over ft_infer.run (reading, generating) and the engines."""
 
 from __future__ import annotations
 
@@ -12,15 +12,13 @@ from ft_common.cli import (
     output_option,
     run,
     seed_option,
-    take,
 )
-from ft_common.errors import UsageError
-from ft_common.jsonl import STDIO, display_name, open_output, read_records
+from ft_common.jsonl import open_output
 from ft_common.progress import Progress, log
 
-from ft_infer.batching import Stats, infer
-from ft_infer.engines import ENGINES, make_engine, pick_engine
-from ft_infer.resume import resume_point, skip_done, unique_ids
+from ft_infer.batching import Stats
+from ft_infer.engines import ENGINES, pick_engine
+from ft_infer.run import default_window, generate, input_records
 from ft_infer.types import GenerationOptions
 
 
@@ -84,66 +82,28 @@ def cli(input, output, model, engine, max_new_tokens, temperature, top_p, seed, 
     The model loads when the first record arrives.
 
     \b
-      ft-prep viggo --split valid | ft-infer -m ckpt/best | ft-score viggo
+      ft-prep TASK --split valid | ft-infer -m ckpt/best | ft-score TASK
       ft-infer -m ckpt/best --engine hf --batch-size 64 valid.jsonl -o out.jsonl --resume
-      ft-prep viggo --format chat | ft-infer --engine openai -m gpt-4o --concurrency 16 | ft-score viggo
+      ft-prep generic data.jsonl --format chat | ft-infer --engine openai -m gpt-4o --concurrency 16
     """
-    options = GenerationOptions(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
     chosen = pick_engine(engine)
-    if resume and output == STDIO:
-        raise UsageError("--resume needs -o/--output: the file to resume")
-    records = take(unique_ids(read_records(input, line_numbers=True), display_name(input)), limit)
-    total = _count_lines(input, limit)
-    if resume:
-        done = resume_point(output)  # cuts a torn last line, keeps a finished one
-        if done:
-            log(f"ft-infer: resuming {output}: {len(done)} records done", quiet)
-        records = skip_done(records, done)
-        total = max(total - len(done), 0) if total is not None else None
-    if window is None:
-        window = 8 * concurrency if chosen == "openai" else 4 * (batch_size or 1024)
+    engine_args = {"name": chosen, "model": model, "batch_size": batch_size, "device": device, "dtype": dtype,
+                   "static_cache": static_cache, "compile": compile_, "base_url": base_url,
+                   "concurrency": concurrency, "max_retries": max_retries, "timeout": timeout,
+                   "tensor_parallel_size": tensor_parallel_size,
+                   "options": GenerationOptions(max_new_tokens=max_new_tokens, temperature=temperature,
+                                                top_p=top_p, seed=seed)}
+    records, total = input_records(input, output, limit=limit, resume=resume, quiet=quiet)
     stats = Stats()
     progress = Progress("ft-infer", total=total, quiet=quiet)
-
-    def on_window(s: Stats) -> None:
-        progress.update(s.records - progress.count, extra=f"{s.tokens_per_second:.0f} tok/s")
-
-    if use_ray:
-        from ft_infer.ray_runner import infer_ray
-
-        engine_args = {"name": chosen, "model": model, "options": options, "batch_size": batch_size,
-                       "device": device, "dtype": dtype, "static_cache": static_cache,
-                       "compile": compile_, "base_url": base_url, "concurrency": concurrency,
-                       "max_retries": max_retries, "timeout": timeout,
-                       "tensor_parallel_size": tensor_parallel_size, "quiet": True}
-        results = infer_ray(records, engine_args, address=ray_address, replicas=replicas,
-                            default_stop=tuple(default_stop), stats=stats, on_window=on_window, quiet=quiet)
-    else:
-        eng = make_engine(chosen, model, options, batch_size=batch_size, device=device, dtype=dtype,
-                          static_cache=static_cache, compile=compile_, base_url=base_url,
-                          concurrency=concurrency, max_retries=max_retries, timeout=timeout,
-                          tensor_parallel_size=tensor_parallel_size, quiet=quiet)
-        if hasattr(eng, "on_step"):
-            eng.on_step = progress.note  # hf: a live line within one batch, not only between windows
-        results = infer(records, eng, window=window, default_stop=tuple(default_stop), stats=stats,
-                        on_window=on_window)
+    results = generate(records, engine_args, window=window or default_window(chosen, batch_size, concurrency),
+                       default_stop=tuple(default_stop), stats=stats, progress=progress, use_ray=use_ray,
+                       ray_address=ray_address, replicas=replicas, quiet=quiet)
     with open_output(output, append=resume) as writer:
         writer.write_all(results)
     progress.close()
     if stats.records:
         log(f"ft-infer: {stats.summary()}", quiet)
-
-
-def _count_lines(path: str, limit: int | None) -> int | None:
-    """The number of records in an input file, for the ETA (None for stdin)."""
-    if path == STDIO:
-        return limit
-    try:
-        with open(path, "rb") as fh:
-            n = sum(1 for line in fh if line.strip())
-    except OSError:
-        return None
-    return min(n, limit) if limit is not None else n
 
 
 def main() -> None:

@@ -18,9 +18,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 
 from ft_common.errors import FtError, require_module
+from ft_common.jsonl import iter_lines_as_records
 from ft_common.progress import log
 
-from ft_infer.batching import Stats, windows
+from ft_infer.batching import Stats, complete, windows
 from ft_infer.types import Result, to_request
 
 
@@ -34,7 +35,8 @@ class Replica:
         self.default_stop = default_stop
 
     def __call__(self, batch: dict) -> dict:
-        records = [json.loads(s) for s in batch["record"]]
+        # The records travel as JSON lines; ft-common's reader turns them back into dicts.
+        records = list(iter_lines_as_records(batch["record"], "ray batch"))
         requests = [to_request(r, int(i), self.default_stop) for r, i in zip(records, batch["index"], strict=True)]
         results = self.engine.generate(requests)
         return {"index": batch["index"], "result": [json.dumps(r.fields()) for r in results]}
@@ -84,16 +86,14 @@ def infer_ray(records: Iterable[dict], engine_args: dict, *, address: str | None
             rows = dataset.take_all()
         except Exception as exc:  # a worker's error arrives wrapped; show its last line
             raise FtError(f"ray: {_root_message(exc)}") from exc
-        by_index = {int(row["index"]): Result(**json.loads(row["result"])) for row in rows}
+        results = iter_lines_as_records([row["result"] for row in rows], "ray results")
+        by_index = {int(row["index"]): Result(**result) for row, result in zip(rows, results, strict=True)}
         for i, record in enumerate(part):
             result = by_index[offset + i]
             stats.records += 1
             stats.prompt_tokens += result.prompt_tokens
             stats.completion_tokens += result.completion_tokens
-            out = dict(record)
-            out.update(result.fields())
-            out["model"] = engine_args.get("model")
-            yield out
+            yield complete(record, result, engine_args.get("model"))
         offset += len(part)
         stats.seconds = time.monotonic() - start
         if on_window is not None:

@@ -12,12 +12,12 @@ repeated id (in every run, not only with --resume: ft-score compare joins on ids
 
 from __future__ import annotations
 
-import json
+import io
 import os
 from collections.abc import Iterable, Iterator
 
 from ft_common.errors import FtError, InputError
-from ft_common.jsonl import read_records
+from ft_common.jsonl import iter_lines_as_records, read_records
 
 TAIL_BLOCK = 1 << 16
 
@@ -66,11 +66,11 @@ def _last_line_start(fh, end: int) -> int:
 
 
 def _is_finished_record(line: bytes) -> bool:
-    try:
-        record = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
+    try:  # ft-common's reader: what it refuses here, the read of the whole file would refuse too
+        record = next(iter_lines_as_records(io.BytesIO(line), "tail"), None)
+    except InputError:
         return False
-    return isinstance(record, dict) and record.get("id") is not None and "completion" in record
+    return record is not None and record.get("id") is not None and "completion" in record
 
 
 def unique_ids(numbered: Iterable[tuple[int, dict]], name: str) -> Iterator[dict]:

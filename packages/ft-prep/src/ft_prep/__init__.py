@@ -2,8 +2,8 @@
 
 One module per registered task (ft_common.tasks.TASKS), each with
 `records(rows, split, fmt, ...)` over `Row`s from `sources`, its sources, its
-baseline prompts and `command()`, its subcommand; `sql_build` and `sql_tables`
-build sql-create-context rows and their test tables; `command` holds what the
+baseline prompts and `command()`, its subcommand (a task with helpers of its own is a
+folder: its loader in `__init__.py`, the helpers beside it); `command` holds what the
 subcommands share; `cli` finds them through the registry.
 """
 

@@ -18,11 +18,12 @@ def cli() -> None:
     """Turn a dataset into ft task records (JSONL on stdout), one subcommand per task.
 
     \b
-      ft-prep viggo --split valid | ft-infer -m ckpt | ft-score viggo
-      ft-prep gsm8k --data ../shared/data --format fewshot --limit 100 > gsm8k-fewshot.jsonl
-      ft-prep sql --data ../shared/data --source spider --split valid | ft-infer -m ckpt | ft-score sql
+      ft-prep TASK --split valid | ft-infer -m ckpt | ft-score TASK
+      ft-prep TASK --data ../shared/data --format fewshot --limit 100 > fewshot.jsonl
+      ft-prep generic data.jsonl --limit 100 > records.jsonl
 
-    Every task loads its Hugging Face hub dataset by default, or a local folder laid out
+    `ft-prep TASK --help` shows a task's own examples and options. Every task
+    loads its Hugging Face hub dataset by default, or a local folder laid out
     like ../shared/data (or one file) given with --data / FT_DATA_DIR.
     """
 

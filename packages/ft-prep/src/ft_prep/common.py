@@ -81,7 +81,9 @@ def stable_fraction(key: str, salt: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def record_id(task: str, split: str, index: int | str) -> str:
+def make_id(task: str, split: str, index: int | str) -> str:
+    """A new record's stable id, TASK/SPLIT/ROW (ft_common.records.record_id only names a record
+    in a message)."""
     return f"{task}/{split}/{index}"
 
 
@@ -99,7 +101,7 @@ def task_record(task_name: str, split: str, fmt: str, index: int | str, input_te
 
     task = get_task(task_name)
     meta = {"input": input_text, "reference": output_text, **meta}
-    rid = record_id(task_name, split, index)
+    rid = make_id(task_name, split, index)
     if fmt == "tokens":
         return new_record(id=rid, task=task_name, split=split, format=fmt, meta=meta,
                           prompt=task.prompt(input_text), target=task.target(output_text),

@@ -15,7 +15,7 @@ from ft_common.errors import UsageError
 from ft_common.records import SCHEMA_VERSION
 from ft_common.tasks.base import SPECIAL_TOKENS
 
-from ft_prep.common import BadRow, Row, Stats, convert, record_id
+from ft_prep.common import BadRow, Row, Stats, convert, make_id
 
 CONSUMED = ("prompt", "target", "input", "output")
 
@@ -52,7 +52,7 @@ def make_record(row: Row, split: str, fmt: str, tokens: tuple[str, ...] = SPECIA
     if reference is not None:
         meta["reference"] = reference
     record = {k: v for k, v in data.items() if k not in CONSUMED}
-    record.update({"ft_schema": SCHEMA_VERSION, "id": data.get("id", record_id("generic", split, row.index)),
+    record.update({"ft_schema": SCHEMA_VERSION, "id": data.get("id", make_id("generic", split, row.index)),
                    "task": data.get("task", "generic"), "split": data.get("split", split), "format": fmt})
     if fmt == "chat":
         record["messages"] = [{"role": "user", "content": input_text}]

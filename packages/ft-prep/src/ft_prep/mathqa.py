@@ -122,7 +122,7 @@ def command():
         The local copy has dev (--split valid) and test only: its official train.json is missing.
 
         \b
-          ft-prep mathqa --split train > mathqa.jsonl && ft-prep gsm8k > gsm8k.jsonl
+          ft-prep mathqa --split train > mathqa.jsonl
           ft-prep mathqa --data ../shared/data --split valid | ft-infer -m ckpt | ft-score mathqa
         """
 

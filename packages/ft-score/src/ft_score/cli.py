@@ -7,17 +7,13 @@ import importlib
 import json
 
 import click
-from ft_common.atomic import atomic_write
 from ft_common.cli import CONTEXT_SETTINGS, common_options, output_option, run, verbose_option
-from ft_common.errors import UsageError
-from ft_common.jsonl import read_records
 from ft_common.progress import log
 from ft_common.tasks import TASKS
 
 from ft_score import report as report_lib
 from ft_score.command import score_stream  # noqa: F401 (lived here: still importable)
-from ft_score.compare import compare as compare_runs
-from ft_score.compare import correctness, format_comparison
+from ft_score.compare import compare_files, format_comparison
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -31,7 +27,7 @@ def cli() -> None:
     stderr.
 
     \b
-      ft-prep viggo --split valid | ft-infer -m ckpt | ft-score viggo --summary s.json
+      ft-prep TASK --split valid | ft-infer -m ckpt | ft-score TASK --summary s.json
       ft-score compare tuned.jsonl baseline.jsonl
     """
 
@@ -49,13 +45,10 @@ def compare(run_a, run_b, as_json, quiet):
     """Compare two scored runs on their shared ids: wins, losses, McNemar's exact p.
 
     \b
-      ft-score viggo tuned.jsonl -o a.jsonl && ft-score viggo base.jsonl -o b.jsonl
+      ft-score generic tuned.jsonl -o a.jsonl && ft-score generic base.jsonl -o b.jsonl
       ft-score compare a.jsonl b.jsonl --json | jq .mcnemar_p
     """
-    if run_a == "-" and run_b == "-":
-        raise UsageError("only one of the runs can be stdin")
-    result = compare_runs(correctness(read_records(run_a), run_a),
-                          correctness(read_records(run_b), run_b), names=(run_a, run_b))
+    result = compare_files(run_a, run_b)
     click.echo(json.dumps(result) if as_json else format_comparison(result))
 
 
@@ -77,18 +70,13 @@ def report(runs, output, chart_path, labels, title, quiet):
     beside a run adds its training facts.
 
     \b
-      ft-infer -m ckpt < valid.jsonl | ft-score viggo -q | ft-score report - --chart acc.png
+      ft-infer -m ckpt < valid.jsonl | ft-score generic -q | ft-score report - --chart acc.png
       ft-score report tuned.jsonl base.jsonl --label 'tuned=SmolLM2-135M|fine-tuned' -o table.md
     """
     loaded = report_lib.load_runs(list(runs), list(labels))
     if chart_path:
         report_lib.chart(loaded, chart_path, title)
-    text = report_lib.markdown(loaded)
-    if output == "-":
-        click.echo(text, nl=False)
-    else:
-        with atomic_write(output) as fh:
-            fh.write(text)
+    report_lib.write(report_lib.markdown(loaded), output)
     if chart_path:
         log(f"ft-score report: {len(loaded)} runs, chart {chart_path}", quiet)
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from ft_common.errors import InputError
+from ft_common.errors import InputError, UsageError
+from ft_common.jsonl import STDIO, read_records
 from ft_common.records import record_id
 
 from ft_score.summary import wilson_interval
@@ -66,6 +67,14 @@ def compare(a: dict[str, bool], b: dict[str, bool], names: tuple[str, str] = ("A
     out["difference"] = (out["accuracy_a"] - out["accuracy_b"]) if n else None
     out["mcnemar_p"] = mcnemar_exact(wins, losses)
     return out
+
+
+def compare_files(path_a: str, path_b: str) -> dict:
+    """compare() of two scored JSONL files, named by their paths ('-': stdin, for one of them)."""
+    if path_a == STDIO and path_b == STDIO:
+        raise UsageError("only one of the runs can be stdin")
+    return compare(correctness(read_records(path_a), path_a), correctness(read_records(path_b), path_b),
+                   names=(path_a, path_b))
 
 
 def format_comparison(result: dict) -> str:

@@ -4,7 +4,7 @@
 - flexible: the last number in the text, with thousands commas, currency signs,
   signs and decimals normalised (`$1,234.50` -> `1234.5`);
 - llm: the case study's extractor for free-form answers: a model reads the
-  solution and calls a `report_answer` tool with an integer (`ft_score.llm`);
+  solution and calls a `report_answer` tool with an integer (`ft_score.gsm8k_llm`);
 - lm-eval-strict, lm-eval-flexible: lm-evaluation-harness's gsm8k task
   (lm_eval/tasks/gsm8k/gsm8k.yaml): its "strict-match" or "flexible-extract"
   regex filter, then its exact_match with the task's regexes_to_ignore and
@@ -122,7 +122,7 @@ class Gsm8kChecker(Checker):
         if extract not in EXTRACTORS:
             raise ValueError(f"extract must be one of {EXTRACTORS}")
         if extract == "llm" and llm is None:
-            raise ValueError("extract='llm' needs an llm extractor (ft_score.llm.LLMExtractor)")
+            raise ValueError("extract='llm' needs an llm extractor (ft_score.gsm8k_llm.LLMExtractor)")
         self.extract, self.llm = extract, llm
         self.metrics = ("strict_correct", "flexible_correct") + (("llm_correct",) if llm else ()) + (
             "extractors_agree", "lm_eval_strict_correct", "lm_eval_flexible_correct")
@@ -191,7 +191,7 @@ def command():
         if extract == "llm":
             if not llm_model:
                 raise UsageError("--extract llm needs -m/--model")
-            from ft_score.llm import LLMExtractor
+            from ft_score.gsm8k_llm import LLMExtractor
 
             llm = LLMExtractor(llm_model, base_url=base_url)
         score_stream(Gsm8kChecker(extract, llm), input, output, summary_path, limit, quiet)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,7 +102,7 @@ def training_info(path: str, name: str) -> str:
         text = f"{len(epochs)} ep, best {best['epoch']} (val ppl {best['val_ppl']:.3f})"
         metrics_path = manifest.with_name(manifest.name.replace(".ft-train.json", ".metrics.jsonl"))
         if metrics_path.is_file() and epochs:
-            steps = [json.loads(line) for line in metrics_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            steps = list(read_records(str(metrics_path)))
             if steps:
                 text += f", ~{epochs[-1]['time'] - steps[0]['time']:.0f} s"
             rates = [s["tokens_per_s"] for s in steps if "tokens_per_s" in s]
@@ -185,6 +186,17 @@ def markdown(runs: list[Run]) -> str:
     for run in runs:
         sections.setdefault(run.task, []).append(table_row(run))
     return "\n\n".join(f"### {task}\n\n{HEADER}\n" + "\n".join(rows) for task, rows in sections.items()) + "\n"
+
+
+def write(text: str, output: str = STDIO) -> None:
+    """The tables on stdout ('-') or in a file (atomic write)."""
+    if output == STDIO:
+        sys.stdout.write(text)
+        return
+    from ft_common.atomic import atomic_write
+
+    with atomic_write(output) as fh:
+        fh.write(text)
 
 
 def chart(runs: list[Run], path: str, title: str = TITLE) -> None:

@@ -1,13 +1,30 @@
-"""The task registry: name -> Task. Adding a task is a file here, a loader in
-ft-prep and a checker in ft-score."""
+"""The task registry: name -> Task. Adding a task is a module here (one that defines
+`TASK`), a loader in ft-prep and a checker in ft-score.
+
+The modules are found with pkgutil, so this file names no task: a new file is
+registered by being here.
+"""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 from ft_common.errors import UsageError
-from ft_common.tasks import generic, gsm8k, mathqa, sql, viggo
 from ft_common.tasks.base import END_A, END_Q, SPECIAL_TOKENS, START_A, START_Q, Task, cut_at_stop
 
-TASKS: dict[str, Task] = {m.TASK.name: m.TASK for m in (viggo, sql, gsm8k, mathqa, generic)}
+
+def _discover() -> dict[str, Task]:
+    """Every `TASK` defined by a module of this package, by name (modules in name order)."""
+    found: dict[str, Task] = {}
+    for info in pkgutil.iter_modules(__path__):
+        task = getattr(importlib.import_module(f"{__name__}.{info.name}"), "TASK", None)
+        if isinstance(task, Task):
+            found[task.name] = task
+    return dict(sorted(found.items()))
+
+
+TASKS: dict[str, Task] = _discover()
 
 
 def get_task(name: str) -> Task:

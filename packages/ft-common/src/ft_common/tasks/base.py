@@ -11,7 +11,7 @@ stop token <END_A>.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 START_Q, END_Q, START_A, END_A = "<START_Q>", "<END_Q>", "<START_A>", "<END_A>"
 SPECIAL_TOKENS: tuple[str, ...] = (START_Q, END_Q, START_A, END_A)
@@ -36,6 +36,10 @@ class Task:
     # The layout is configurable so a generic user task can bring its own markers.
     prompt_template: str = START_Q + "{input}" + END_Q + START_A
     target_template: str = "{output}" + END_A
+    # The keys ft-prep puts in a record's `meta` for this task's checker, beyond the ones every
+    # task has (ft_common.records.COMMON_META): {key: meaning}. The record schema and
+    # docs/architecture.md read them from here, so a new task documents its keys in one place.
+    meta: dict[str, str] = field(default_factory=dict, compare=False)
 
     def prompt(self, input_text: str) -> str:
         return self.prompt_template.replace("{input}", input_text)

@@ -35,4 +35,5 @@ class Gsm8kTask(Task):
         return final_answer(self.answer_text(completion))
 
 
-TASK = Gsm8kTask(name="gsm8k", description="grade-school maths with `#### N` answers (openai/gsm8k)")
+TASK = Gsm8kTask(name="gsm8k", description="grade-school maths with `#### N` answers (openai/gsm8k)",
+                 meta={"answer": "the final numeric answer, normalised (tasks.gsm8k.normalize_number)"})

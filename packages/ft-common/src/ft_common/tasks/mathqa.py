@@ -29,4 +29,5 @@ class MathQATask(Task):
         return final_option(self.answer_text(completion))
 
 
-TASK = MathQATask(name="mathqa", description="multiple-choice maths with rationales (allenai/math_qa)")
+TASK = MathQATask(name="mathqa", description="multiple-choice maths with rationales (allenai/math_qa)",
+                  meta={"answer": "the correct option letter a-e", "options": "{letter: option text}"})

@@ -33,4 +33,12 @@ class SqlTask(Task):
         return extract_sql(self.answer_text(completion)) or None
 
 
-TASK = SqlTask(name="sql", description="question + CREATE TABLE context -> SQL (b-mc2/sql-create-context)")
+TASK = SqlTask(name="sql", description="question + CREATE TABLE context -> SQL (b-mc2/sql-create-context)", meta={
+    "question": "the English question",
+    "context": "CREATE TABLE statements (sql-create-context shape)",
+    "reference": "the reference SQL query",
+    "tables": "synthetic test tables: {table: {columns: [[name, type], ...], rows: [[v, ...], ...]}}",
+    "db_id": "Spider database id, when the row has a real database",
+    "db_dir": "folder holding DB_ID/DB_ID.sqlite (as given to ft-prep --db-dir)",
+    "source": "wikisql, spider, or hub/local for sql-create-context files",
+})

@@ -23,4 +23,5 @@ ATTRIBUTES = (
     "available_on_steam", "has_linux_release", "has_mac_release", "specifier",
 )
 
-TASK = Task(name="viggo", description="video-game sentence -> meaning representation (GEM/viggo)")
+TASK = Task(name="viggo", description="video-game sentence -> meaning representation (GEM/viggo)",
+            meta={"reference": "the reference MR, e.g. inform(name[Halo], rating[good])"})

@@ -39,7 +39,7 @@ from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.planner import Plan
 
-from ft_prep.sql_build import INTEGER, Built, quote
+from ft_prep.sql.build import INTEGER, Built, quote
 
 ATTEMPTS = 6
 Key = tuple[str, str]

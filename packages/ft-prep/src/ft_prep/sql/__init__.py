@@ -1,8 +1,8 @@
 """sql: question + CREATE TABLE context -> SQL query, with test tables in `meta`.
 
 Sources (`--source`):
-  wikisql   ../shared/data/sql/wikisql/wikisql.json.bz2 (text2sql-data format), built by sql_build
-  spider    ../shared/data/sql/spider (train_spider_questions.json + tables.json), built by sql_build
+  wikisql   ../shared/data/sql/wikisql/wikisql.json.bz2 (text2sql-data format), built by sql.build
+  spider    ../shared/data/sql/spider (train_spider_questions.json + tables.json), built by sql.build
   all       both, WikiSQL first (as sql-create-context combined them)
   FILE      a JSON/JSONL file of sql-create-context rows {question, context, answer}
   (no --data) the hub's b-mc2/sql-create-context
@@ -31,8 +31,8 @@ from ft_common.tasks.sql import sql_input
 from sqlglot import exp
 
 from ft_prep.common import BadRow, Row, Stats, convert, field, stable_fraction, task_record
-from ft_prep.sql_build import INTEGER, VARCHAR, Built, SqlDrop, build, wikisql_sql
-from ft_prep.sql_tables import llm_tables, synthetic_tables
+from ft_prep.sql.build import INTEGER, VARCHAR, Built, SqlDrop, build, wikisql_sql
+from ft_prep.sql.tables import llm_tables, synthetic_tables
 
 # Without --data (read by ft_prep.sources): the hub's sql-create-context, one split.
 HUB = ("b-mc2/sql-create-context", None, {"train": "train"})
@@ -305,7 +305,7 @@ def command():
     from ft_common.cli import CONTEXT_SETTINGS
 
     from ft_prep.command import emit, task_options
-    from ft_prep.sql_build import SQL_TYPES
+    from ft_prep.sql.build import SQL_TYPES
 
     @click.command("sql", context_settings=CONTEXT_SETTINGS)
     @click.option("--source", default=None,
@@ -351,7 +351,7 @@ def command():
         if table_mode == "llm":
             if not (base_url and model):
                 raise UsageError("--tables llm needs --base-url and --model")
-            from ft_prep.sql_tables import openai_asker
+            from ft_prep.sql.tables import openai_asker
 
             ask = openai_asker(base_url, model, os.environ.get("OPENAI_API_KEY"))
         options = SqlOptions(sql_types=sql_types, tables=table_mode, require_tables=require_tables,

@@ -6,7 +6,7 @@ record's synthetic tables (meta.tables), loaded into a private in-memory SQLite
 database (`engine="sqlite"`, the default) or run by sqlglot's Python executor
 (`engine="sqlglot"`, as the case study did). Results compare by ft's rule
 (`match="ft"`: rows as multisets unless the reference has a top-level ORDER BY,
-columns in any order, floats within a tolerance; ft_score.match) or by
+columns in any order, floats within a tolerance; ft_score.sql.match) or by
 test-suite-sql-eval's (`match="spider"`). Records with neither tables nor a
 database are judged by AST equivalence (`checked_by: "ast"`).
 """
@@ -23,14 +23,14 @@ from sqlglot import exp
 from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 
 from ft_score.base import Checker, meta_of, reference_of
-from ft_score.match import (  # noqa: F401 (results_match, values_equal lived here: still importable)
+from ft_score.sql.match import (  # noqa: F401 (results_match, values_equal lived here: still importable)
     match_results,
     results_match,
     spider_prepare,
     spider_result_eq,
     values_equal,
 )
-from ft_score.sandbox import (
+from ft_score.sql.sandbox import (
     UNPARSABLE,
     Limits,
     PythonExecutor,

@@ -1,8 +1,8 @@
-"""The jailed worker: `python -m ft_score.worker MODE LIMITS_JSON`, started by ft_score.sandbox.
+"""The jailed worker: `python -m ft_score.sql.worker MODE LIMITS_JSON`, started by ft_score.sql.sandbox.
 
 MODE is "sqlite" (parse; SQLite on read-only databases and in-record tables) or "sqlglot"
 (parse; sqlglot's guarded Python executor; strict: it can open no file at all). Requests come
-framed on stdin and answers go framed to stdout (ft_score.wire), one at a time:
+framed on stdin and answers go framed to stdout (ft_score.sql.wire), one at a time:
 
     {"op": "parse", "sql": [TEXT, ...]}                      -> {"trees": [NODES or null, ...]}
     {"op": "db", "path": PATH, "sql": TEXT}                  -> {"rows": [...]} or {"failure", "error"}
@@ -11,7 +11,7 @@ framed on stdin and answers go framed to stdout (ft_score.wire), one at a time:
 
 Every answer also carries "cpu" (seconds used so far) and "loaded" (the key of the tables held).
 Order of start-up: move the pipes to fds 3 and 4 and put /dev/null on 0 and 1, import and warm
-up everything (a strict worker cannot import later), confine (ft_score.jail), say ready.
+up everything (a strict worker cannot import later), confine (ft_score.sql.jail), say ready.
 """
 
 from __future__ import annotations
@@ -63,16 +63,16 @@ def _warm_up(mode: str) -> None:
     import datetime  # noqa: F401
     import decimal  # noqa: F401
 
-    from ft_score import wire
-    from ft_score.sql import parse_sql
+    from ft_score.sql import wire
+    from ft_score.sql.checker import parse_sql
 
     for sql in _WARM_QUERIES:
         wire.dump_tree(parse_sql(sql))
     if mode == "sqlite":
-        from ft_score import sqlite_exec  # noqa: F401
+        from ft_score.sql import sqlite_exec  # noqa: F401
     if mode == "sqlglot":
-        from ft_score.sandbox import Limits
-        from ft_score.sqlglot_exec import run_query
+        from ft_score.sql.sandbox import Limits
+        from ft_score.sql.sqlglot_exec import run_query
 
         for sql in _WARM_QUERIES:
             run_query(sql, _WARM_TABLES, _WARM_SCHEMA, Limits())
@@ -80,13 +80,13 @@ def _warm_up(mode: str) -> None:
 
 
 def _on_alarm(signum, frame):
-    from ft_score.sandbox import Deadline
+    from ft_score.sql.sandbox import Deadline
 
     raise Deadline()
 
 
 def _result(result) -> dict:
-    from ft_score import wire
+    from ft_score.sql import wire
 
     if result.ok:
         return {"rows": wire.encode_rows(result.rows)}
@@ -95,14 +95,14 @@ def _result(result) -> dict:
 
 def handle(request: dict, state: _State, mode: str, limits) -> dict:
     """One request's answer (without "cpu" and "loaded")."""
-    from ft_score.sandbox import EXECUTION_ERROR, TIMEOUT
+    from ft_score.sql.sandbox import EXECUTION_ERROR, TIMEOUT
 
     op = request.get("op")
     sql = request.get("sql")
     if op == "parse":
-        from ft_score import wire
-        from ft_score.sandbox import Deadline
-        from ft_score.sql import parse_sql
+        from ft_score.sql import wire
+        from ft_score.sql.checker import parse_sql
+        from ft_score.sql.sandbox import Deadline
 
         trees: list = []
         signal.setitimer(signal.ITIMER_REAL, limits.timeout)
@@ -116,7 +116,7 @@ def handle(request: dict, state: _State, mode: str, limits) -> dict:
             signal.setitimer(signal.ITIMER_REAL, 0)
         return {"trees": trees}
     if mode == "sqlite" and op in ("db", "tables"):
-        from ft_score.sqlite_exec import memory_db, open_readonly, run_sqlite
+        from ft_score.sql.sqlite_exec import memory_db, open_readonly, run_sqlite
 
         if op == "db":
             path = request["path"]
@@ -145,8 +145,8 @@ def handle(request: dict, state: _State, mode: str, limits) -> dict:
             conn = state.tables
         return _result(run_sqlite(conn, sql, limits))
     if mode == "sqlglot" and op == "sqlglot":
-        from ft_score.sandbox import Deadline
-        from ft_score.sqlglot_exec import run_query
+        from ft_score.sql.sandbox import Deadline
+        from ft_score.sql.sqlglot_exec import run_query
 
         if "tables" in request:
             state.tables, state.key = request["tables"], request.get("key")
@@ -165,8 +165,8 @@ def handle(request: dict, state: _State, mode: str, limits) -> dict:
 def main(argv: list[str]) -> None:
     mode = argv[0]
     _take_pipes()
-    from ft_score import jail, wire
-    from ft_score.sandbox import EXECUTION_ERROR, Limits
+    from ft_score.sql import jail, wire
+    from ft_score.sql.sandbox import EXECUTION_ERROR, Limits
 
     limits = Limits(**json.loads(argv[1]))
     strict = mode == "sqlglot"

@@ -1,4 +1,4 @@
-"""sqlglot's Python executor, guarded (runs inside the strict jailed worker, ft_score.worker).
+"""sqlglot's Python executor, guarded (runs inside the strict jailed worker, ft_score.sql.worker).
 
 The executor turns each SQL expression into Python source and evaluates it, with Python's
 builtins in reach. Several of the source generator's pieces write parts of the query into that
@@ -42,7 +42,7 @@ from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.planner import Plan
 from sqlglot.schema import ensure_schema, flatten_schema, nested_get, nested_set
 
-from ft_score.sandbox import (
+from ft_score.sql.sandbox import (
     DENIED,
     EXECUTION_ERROR,
     TIMEOUT,

@@ -1,11 +1,11 @@
 """Run untrusted SQL in a jailed worker process: the parent's side of the boundary.
 
 Every piece of work on model-written (or dataset-written) SQL happens in a worker process
-(`python -m ft_score.worker`), never in ft-score itself: parsing with sqlglot, SQLite queries on
+(`python -m ft_score.sql.worker`), never in ft-score itself: parsing with sqlglot, SQLite queries on
 real databases and on in-record tables, and sqlglot's Python executor. The worker confines
-itself before it reads its first request (ft_score.jail: address space, CPU seconds, no file
+itself before it reads its first request (ft_score.sql.jail: address space, CPU seconds, no file
 writes, no new processes or files, seccomp) and answers one framed JSON request at a time
-(ft_score.wire). This side:
+(ft_score.sql.wire). This side:
 
 - refuses a query longer than `Limits.max_sql_length` before it is sent or parsed;
 - waits at most the time limit plus `GRACE` for each answer, then kills the worker (this works
@@ -41,7 +41,7 @@ from pathlib import Path
 
 from ft_common.errors import FtError
 
-from ft_score import wire
+from ft_score.sql import wire
 
 # Query outcome classes (besides success).
 UNPARSABLE, EXECUTION_ERROR, TIMEOUT = "unparsable", "execution_error", "timeout"
@@ -248,7 +248,7 @@ class Worker:
         rep_r, rep_w = os.pipe()
         package_root = str(Path(__file__).resolve().parents[1])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-        args = [sys.executable, "-m", "ft_score.worker", self.mode, json.dumps(dataclasses.asdict(self.limits))]
+        args = [sys.executable, "-m", "ft_score.sql.worker", self.mode, json.dumps(dataclasses.asdict(self.limits))]
         # stderr goes to an unnamed temporary file: start-up errors land there; once confined, the
         # worker cannot write to it (RLIMIT_FSIZE=0).
         with tempfile.TemporaryFile() as errors:
@@ -443,7 +443,7 @@ class Worker:
         return trees
 
     def parse(self, texts: list[str | None]) -> list:
-        """sqlglot trees (ft_score.sql.parse_sql in the worker) for each text; None for those that do not parse."""
+        """sqlglot trees (ft_score.sql.checker.parse_sql in the worker) for each text; None for those that do not parse."""
         return self.parse_later(texts)()
 
 
@@ -505,7 +505,7 @@ class SqliteExecutor(Worker):
 
 
 class PythonExecutor(Worker):
-    """sqlglot's Python executor in a strict worker, guarded (ft_score.sqlglot_exec).
+    """sqlglot's Python executor in a strict worker, guarded (ft_score.sql.sqlglot_exec).
 
     `run(sql, tables, schema)` takes sqlglot's shapes: tables `{name: [{col: value}, ...]}` and schema
     `{name: {col: type}}`. The worker is a fresh interpreter, so the caller's main module is never re-run.

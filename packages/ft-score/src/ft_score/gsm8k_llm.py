@@ -1,4 +1,5 @@
-"""The case study's LLM answer extractor: a model reads a solution and reports its final number.
+"""GSM8K's LLM answer extractor (the checker's `--extract llm`, the case study's): a model reads a
+solution and reports its final number.
 
 Any OpenAI-compatible endpoint (`--base-url`, `--model`; the key comes from
 OPENAI_API_KEY only). The model is made to call one function, `report_answer`,

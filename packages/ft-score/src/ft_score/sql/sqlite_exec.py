@@ -1,9 +1,9 @@
-"""SQLite locked down for untrusted queries (runs inside the jailed worker, ft_score.worker).
+"""SQLite locked down for untrusted queries (runs inside the jailed worker, ft_score.sql.worker).
 
 - Real databases open through the URI `file:PATH?mode=ro&immutable=1` with `PRAGMA query_only`:
   read-only, no locks, no -wal/-shm files created beside them.
 - In-record tables load into a private in-memory database; names are quoted and column types
-  come from ft_score.sandbox.TYPE_WORDS (checked again here, whoever calls).
+  come from ft_score.sql.sandbox.TYPE_WORDS (checked again here, whoever calls).
 - Then every connection gets SQLite's own limits (`Connection.setlimit`: value and query length,
   columns, expression depth, compound SELECTs, function arguments, LIKE pattern length, bound
   variables, trigger depth, VDBE program size, no attached databases), a heap limit, temporary
@@ -21,7 +21,7 @@ import sqlite3
 import time
 import urllib.parse
 
-from ft_score.sandbox import (
+from ft_score.sql.sandbox import (
     DEFAULT_LIMITS,
     DENIED,
     EXECUTION_ERROR,
@@ -81,7 +81,7 @@ def open_readonly(path: str, limits: Limits = DEFAULT_LIMITS) -> sqlite3.Connect
     """A locked-down connection to an existing SQLite file that reads it and nothing else.
 
     immutable=1: no locking and no journal or WAL files, so nothing is created beside the file
-    (ft_score.sandbox.database_path refuses a database whose write-ahead log holds changes).
+    (ft_score.sql.sandbox.database_path refuses a database whose write-ahead log holds changes).
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(path)
