@@ -6,8 +6,9 @@
 
 The model is built from its config with random weights: the speed of a step does not
 depend on the weights, so no checkpoint has to travel to the GPU machine. What runs is
-ft-train's own step (ft_train.loop.CausalLMLoss + ft_train.engine.Engine at ZeRO-0, bf16
-autocast, fused AdamW, gradient clipping, batches from ft_train.data) and ft-infer's own
+ft-train's own micro-step (ft_train.worker.train_step on ft_train.engine.PlainEngine at ZeRO-0:
+CausalLMLoss, FlatMaster or bf16 autocast, fused AdamW, gradient clipping, batches from
+ft_train.data) and ft-infer's own
 hf engine, so the figures are the commands' and not a re-implementation's.
 
 Training: milliseconds per step, real (non-padding) tokens/s and peak memory for each
@@ -80,10 +81,10 @@ def train_variant(name: str, model_dir: str, rows: list[dict], tok, layout: str,
                   profile_to: Path | None = None) -> dict:
     """One epoch of warm-up (every batch shape seen once, as in a real run's first epoch),
     then the next epoch's batches timed (at most max_steps of them)."""
-    import ft_train.engine as engine_module
     from ft_train.config import TrainConfig
-    from ft_train.data import collate, make_batches
-    from ft_train.loop import CausalLMLoss, to_device
+    from ft_train.data import batch_width, make_batches, real_tokens
+    from ft_train.engine import PlainEngine
+    from ft_train.worker import CausalLMLoss, train_step
 
     device = torch.device(DEVICE)
     if DEVICE == "cuda":
@@ -92,25 +93,16 @@ def train_variant(name: str, model_dir: str, rows: list[dict], tok, layout: str,
         torch.backends.cuda.enable_cudnn_sdp(cudnn)
     model = random_model(model_dir, len(tok))
     cfg = TrainConfig(lr=2e-4, batch_size=batch_size, batch_tokens=batch_tokens, layout=layout, compile=compile_)
-    flat = engine_module.FlatMaster
-    if autocast:  # the previous bf16 path: fp32 weights under autocast
-        engine_module.FlatMaster = lambda model: None
-    try:
-        engine = engine_module.Engine(CausalLMLoss(model), cfg, 0, "none", device, 1, total_steps=1000,
-                                      bf16=DEVICE == "cuda")
-    finally:
-        engine_module.FlatMaster = flat
+    # autocast: the previous bf16 path, fp32 weights under autocast instead of FlatMaster
+    engine = PlainEngine(CausalLMLoss(model), cfg, device, 1, total_steps=1000, bf16=DEVICE == "cuda",
+                         flat_master=not autocast)
     warm = make_batches(rows, layout, batch_size, batch_tokens, cfg.ctx_len, seed=0)
     timed = make_batches(rows, layout, batch_size, batch_tokens, cfg.ctx_len, seed=1)[:max_steps]
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
 
     def one(batch) -> tuple[int, int]:
-        x = to_device(collate(batch, layout, cfg.ctx_len, pad_id, True), device)
-        with engine.autocast():
-            loss = engine.forward_model(**x)
-        engine.backward(loss / max(len(x["loss_labels"]), 1))
-        engine.step()
-        return sum(len(r["ids"]) for seq in batch for r in seq), x["input_ids"].numel()
+        train_step(engine, batch, True, cfg, pad_id)  # ft-train's own micro-step
+        return real_tokens(batch), len(batch) * batch_width(batch, layout, cfg.ctx_len)
 
     t0 = time.perf_counter()
     for batch in warm:

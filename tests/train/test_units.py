@@ -177,7 +177,7 @@ def test_right_padded_rows_need_no_mask(tiny_model):
 
 def test_loss_model_matches_the_plain_loss(tiny_model):
     """Logits only at label positions give the same loss as full logits + masked cross-entropy."""
-    from ft_train.loop import CausalLMLoss
+    from ft_train.worker import CausalLMLoss
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
@@ -263,23 +263,22 @@ def test_zero_auto_rule():
 def test_flat_master_trains_bf16_weights_from_fp32_masters_and_resumes(tiny_model, tmp_path):
     """bf16 training without autocast: the model's weights are bf16 views of one flat buffer,
     the optimizer updates fp32 masters, and the saved state brings back the same masters."""
-    from ft_train.engine import Engine
-    from ft_train.loop import CausalLMLoss
+    from ft_train.engine import PlainEngine
+    from ft_train.worker import CausalLMLoss, train_step
     from transformers import AutoModelForCausalLM
 
-    cfg = TrainConfig(lr=1e-2, batch_size=2, grad_clip=1.0, warmup=0.0)
+    cfg = TrainConfig(lr=1e-2, batch_size=2, grad_clip=1.0, warmup=0.0, ctx_len=16)
     rows = [{"ids": [10 + i, 11 + i, 12 + i, 13 + i], "labels": [11 + i, 12 + i, 13 + i, IGNORE]} for i in range(4)]
-    x = collate([[r] for r in rows], "group", 16, pad_id=0)
+    batch = [[r] for r in rows]
 
     def engine():
         model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
-        return Engine(CausalLMLoss(model), cfg, 0, "none", torch.device("cpu"), 1, total_steps=30, bf16=True)
+        return PlainEngine(CausalLMLoss(model), cfg, torch.device("cpu"), 1, total_steps=30, bf16=True)
 
     def step(e) -> float:
-        loss = e.forward_model(**x)
-        e.backward(loss / len(x["loss_labels"]))
-        assert e.step()
-        return loss.item() / len(x["loss_labels"])
+        micro = train_step(e, batch, True, cfg, pad_id=0)  # the worker's own micro-step
+        assert micro.stepped
+        return micro.loss_sum.item() / micro.tokens
 
     e = engine()
     params = list(e.module.parameters())
@@ -316,22 +315,19 @@ def test_default_batch_tokens_halves_until_the_activations_fit():
 
 def _ddp_flat_master_worker(rank: int, world: int, model_dir: str, port: int, out: str) -> None:
     import torch.distributed as dist
-    from ft_train.engine import Engine
-    from ft_train.loop import CausalLMLoss
+    from ft_train.engine import PlainEngine
+    from ft_train.worker import CausalLMLoss, train_step
     from transformers import AutoModelForCausalLM
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     torch.manual_seed(0)
-    cfg = TrainConfig(lr=1e-2, batch_size=2, grad_clip=1.0, warmup=0.0)
+    cfg = TrainConfig(lr=1e-2, batch_size=2, grad_clip=1.0, warmup=0.0, ctx_len=16)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    engine = Engine(CausalLMLoss(model), cfg, 0, "none", torch.device("cpu"), world, total_steps=10, bf16=True)
+    engine = PlainEngine(CausalLMLoss(model), cfg, torch.device("cpu"), world, total_steps=10, bf16=True)
     for step in range(3):  # each rank trains on its own rows: only the gradient all-reduce keeps them equal
         base = 10 + 7 * rank + step
         rows = [{"ids": [base, base + 1, base + 2], "labels": [base + 1, base + 2, IGNORE]}]
-        x = collate([rows], "group", 16, pad_id=0)
-        loss = engine.forward_model(**x)
-        engine.backward(loss / len(x["loss_labels"]))
-        engine.step()
+        assert train_step(engine, [rows], True, cfg, pad_id=0).stepped
     torch.save({"master": engine.master.master.detach(), "weights": engine.master.weights}, f"{out}/rank{rank}.pt")
     dist.destroy_process_group()
 
@@ -353,3 +349,49 @@ def test_flat_master_replicas_stay_equal_under_ddp(tiny_model, tmp_path):
 
     start = torch.cat([p.detach().reshape(-1) for p in AutoModelForCausalLM.from_pretrained(tiny_model).parameters()])
     assert not torch.allclose(a["master"], start)
+
+
+def test_prepare_decides_everything_in_one_plan(tiny_model, viggo_files, tmp_path):
+    """The driver's Plan: resolved config, every epoch's batches, the step counts and the engine
+    choice; plain data that pickles (Ray's object store) with each token row stored once."""
+    import pickle
+
+    from ft_train.config import CPU_BATCH_TOKENS
+    from ft_train.driver import prepare
+    from ft_train.plan import Zero
+
+    cfg = TrainConfig(model=str(tiny_model), train=str(viggo_files["train"]), valid=str(viggo_files["valid"]),
+                      out_dir=str(tmp_path / "o"), epochs=3, ctx_len=128, workers=2, grad_accum=2, device="cpu",
+                      quiet=True)
+    plan = prepare(cfg).plan
+    assert plan.cfg.batch_tokens == CPU_BATCH_TOKENS and plan.cfg.stop == END_A
+    assert plan.cfg.special_tokens == list(SPECIAL_TOKENS) and plan.stop_id is not None
+    assert len(plan.train_batches) == 3 and plan.train_batches[0] != plan.train_batches[1]  # each epoch its order
+    assert plan.steps_per_epoch == len(shard(plan.train_batches[0], 0, 2, multiple=2)) // 2
+    assert plan.total_steps == 3 * plan.steps_per_epoch
+    assert plan.zero == Zero(0, "none", bf16=False, deepspeed=False)  # a tiny model on the CPU
+    assert plan.resolved()["device"] == "cpu" and plan.resolved()["workers"] == 2
+    rows = [r for b in plan.train_batches[0] for seq in b for r in seq]
+    assert len(rows) == 300 and len(pickle.dumps(plan)) < 1.5 * len(pickle.dumps(rows))
+    assert pickle.loads(pickle.dumps(plan)) == plan
+
+
+def test_zero_choice_counts_the_grown_model_on_the_meta_device(tiny_model):
+    from ft_train.plan import model_shape
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    resize_embeddings(model, model.config.vocab_size + 4)
+    config, n_params = model_shape(str(tiny_model), model.config.vocab_size)
+    assert n_params == sum(p.numel() for p in model.parameters())
+    assert config.vocab_size == model.config.vocab_size
+
+
+def test_best_epoch_is_chosen_by_one_metric_and_direction(monkeypatch):
+    from ft_train import worker
+
+    assert worker.is_better({"val_ppl": 3.0}, None)
+    assert worker.is_better({"val_ppl": 3.0}, {"val_ppl": 4.0})
+    assert not worker.is_better({"val_ppl": 5.0}, {"val_ppl": 4.0})
+    monkeypatch.setattr(worker, "SELECT_BY", ("val_accuracy", "max"))  # e.g. a task's accuracy
+    assert worker.is_better({"val_accuracy": 0.9}, {"val_accuracy": 0.8})

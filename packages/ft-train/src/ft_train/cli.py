@@ -1,4 +1,4 @@
-"""ft-train command line: flags -> TrainConfig -> trainer.run -> one JSON line on stdout."""
+"""ft-train command line: flags -> TrainConfig -> driver.train -> one JSON line on stdout."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from ft_train.config import TrainConfig, cli_options
 
 EPILOG = """\b
 Examples:
-  ft-prep viggo --split train | ft-train -m model.gguf --train - --valid valid.jsonl -o runs/viggo
-  ft-train -m runs/mathqa/best --train gsm8k.jsonl --valid gsm8k-valid.jsonl -o runs/gsm8k
+  ft-prep TASK --split train | ft-train -m model.gguf --train - --valid valid.jsonl -o runs/task
+  ft-train -m runs/stage1/best --train stage2.jsonl --valid stage2-valid.jsonl -o runs/stage2
   ft-train -m HuggingFaceTB/SmolLM2-135M --train t.jsonl --valid v.jsonl -o runs/x --workers 2 --zero 3 --offload optimizer
-  ft-train ... -o runs/viggo --resume        # continue a killed run
+  ft-train ... -o runs/task --resume        # continue a killed run
 
 \b
 Writes OUT_DIR/checkpoints/epoch-N (Hugging Face folders), OUT_DIR/best (link to the lowest
@@ -36,10 +36,10 @@ def cli(**params) -> None:
     best checkpoint kept.
     """
     cfg = TrainConfig.from_cli(params)
-    from ft_train.trainer import run as train_run
+    from ft_train.driver import train
 
     with stdout_to_stderr():
-        result = train_run(cfg)
+        result = train(cfg)
     click.echo(json.dumps(result))
 
 

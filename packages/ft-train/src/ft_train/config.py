@@ -23,6 +23,10 @@ LAYOUTS = ("pack", "group", "pad")
 ZERO_CHOICES = ("auto", "0", "1", "2", "3")
 OFFLOAD_CHOICES = ("auto", "none", "optimizer", "all")
 _FILE = click.Path(dir_okay=False, allow_dash=True)
+# The default --batch-tokens (data.default_batch_tokens): on a GPU enough work per step to keep
+# it busy (a small model is launch-bound below that), halved for large models; on a CPU less.
+GPU_BATCH_TOKENS = 24576
+CPU_BATCH_TOKENS = 4096
 
 
 def opt(default: Any = MISSING, help: str | None = None, *, flags: tuple[str, ...] = (), **click_kw: Any) -> Any:
@@ -74,8 +78,8 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.95)  # AdamW betas
     grad_clip: float = 1.0  # gradient-norm clip (0 = off)
     # 0 = auto (see data.default_batch_tokens); the flag's unset value is None
-    batch_tokens: int = opt(0, "Padded tokens per worker per micro-step. [default: 24576 on GPU, less for large "
-                               "models (activations within 60% of its memory); 4096 on CPU]",
+    batch_tokens: int = opt(0, f"Padded tokens per worker per micro-step. [default: {GPU_BATCH_TOKENS} on GPU, less "
+                               f"for large models (activations within 60% of its memory); {CPU_BATCH_TOKENS} on CPU]",
                             type=click.IntRange(min=1), cli_default=None)
     batch_size: int | None = opt(None, "Instead of --batch-tokens: a fixed number of sequences per micro-step "
                                        "(records, or packed rows).", type=click.IntRange(min=1))

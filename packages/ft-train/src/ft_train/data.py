@@ -36,6 +36,8 @@ from ft_common.errors import InputError
 from ft_common.jsonl import display_name, read_records
 from ft_common.records import record_id
 
+from ft_train.config import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS
+
 IGNORE = -100
 
 
@@ -105,13 +107,18 @@ def pack(rows: list[dict], ctx_len: int) -> list[list[dict]]:
 
 
 def default_batch_tokens(gpu: bool, fits=lambda tokens: True, floor: int = 512) -> int:
-    """--batch-tokens when not given: on a GPU 24,576, enough work per step to keep it busy
-    (a small model is launch-bound below that), halved while `fits(tokens)` says a batch's
-    activations would not fit (large models), never below `floor`; 4,096 on a CPU."""
-    tokens = 24576 if gpu else 4096
+    """--batch-tokens when not given: config.GPU_BATCH_TOKENS on a GPU, halved while `fits(tokens)`
+    says a batch's activations would not fit (large models), never below `floor`; on a CPU
+    config.CPU_BATCH_TOKENS."""
+    tokens = GPU_BATCH_TOKENS if gpu else CPU_BATCH_TOKENS
     while tokens // 2 >= floor and not fits(tokens):
         tokens //= 2
     return tokens
+
+
+def real_tokens(batch: list[list[dict]], real: bool = True) -> int:
+    """The tokens of a batch that are not padding (0 for a fill-in copy, real=False)."""
+    return sum(len(r["ids"]) for seq in batch for r in seq) if real else 0
 
 
 def tokens_per_batch(cfg) -> int:
@@ -178,6 +185,15 @@ def shard(batches: list, rank: int, world: int, multiple: int = 1) -> list[tuple
     return mine
 
 
+def batch_width(batch: list[list[dict]], layout: str, ctx_len: int) -> int:
+    """The padded length of a batch's rows."""
+    if layout == "pack":
+        return max(sum(len(r["ids"]) for r in seq) for seq in batch)
+    if layout == "pad":
+        return ctx_len
+    return max(len(seq[0]["ids"]) for seq in batch)
+
+
 def collate(batch: list[list[dict]], layout: str, ctx_len: int, pad_id: int, real: bool = True) -> dict:
     """Tensors for one batch: input_ids, position_ids (pack) or attention_mask (pad),
     and the loss as loss_index (flat positions that have a label) and loss_labels.
@@ -190,12 +206,7 @@ def collate(batch: list[list[dict]], layout: str, ctx_len: int, pad_id: int, rea
     """
     import torch
 
-    if layout == "pack":
-        width = max(sum(len(r["ids"]) for r in seq) for seq in batch)
-    elif layout == "pad":
-        width = ctx_len
-    else:
-        width = max(len(seq[0]["ids"]) for seq in batch)
+    width = batch_width(batch, layout, ctx_len)
     n = len(batch)
     ids = torch.full((n, width), pad_id, dtype=torch.long)
     pos = torch.zeros((n, width), dtype=torch.long)

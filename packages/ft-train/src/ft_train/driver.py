@@ -1,8 +1,13 @@
-"""The driver: check and tokenise the data, then run the loop on Ray Train workers.
+"""The driver: check and tokenise the data, decide everything, then run the workers on Ray Train.
+
+    train(cfg)   prepare -> run_workers -> {"best", "best_val_ppl", "epochs"}
+    prepare      read and check the records, resolve the model, add the special tokens,
+                 tokenise, cut every epoch's batches, choose ZeRO: one Plan (plan.py)
+    run_workers  start Ray and hand the Plan to worker.train_loop_per_worker
 
 Everything that can fail on bad input (a malformed line, a record without
 prompt/target, a special token that is not one id) fails here, before Ray
-starts. The workers get token ids (through Ray's object store, so this works
+starts. The workers get the Plan (through Ray's object store, so this works
 on a multi-node cluster too) and write to OUT_DIR, which on several nodes must
 be a shared filesystem.
 """
@@ -30,10 +35,10 @@ from ft_train.data import (
     default_batch_tokens,
     make_batches,
     read_data_file,
-    shard,
     tokenize_records,
 )
 from ft_train.engine import activation_estimate
+from ft_train.plan import Plan, choose_zero_for, epoch_batches, gpu_memory, steps_per_epoch
 from ft_train.tokens import (
     add_tokens,
     check_tokens,
@@ -43,19 +48,16 @@ from ft_train.tokens import (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class Prepared:
-    """What the driver hands the workers, and what it tells the user."""
-
-    cfg: TrainConfig  # the input config with model_path, special_tokens, stop and batch_tokens resolved
-    payload: dict
-    steps_per_epoch: int
-    summary: str
+    plan: Plan  # what the workers carry out
+    summary: str  # what the user is told
 
 
 def prepare(cfg: TrainConfig) -> Prepared:
-    """Read, check and tokenise; resolve the model; return a new config with model_path,
-    special_tokens, stop and batch_tokens filled (cfg itself is frozen and left as given)."""
+    """Read, check and tokenise; resolve the model; decide batches and engine. The plan's
+    config has model_path, special_tokens, stop and batch_tokens filled (cfg itself is frozen
+    and left as given)."""
     out = Path(cfg.out_dir)
     earlier = [out / checkpoint.STATE, out / checkpoint.CHECKPOINTS, out / "ft-train.json"]
     if any(p.exists() for p in earlier) and not cfg.resume:
@@ -107,29 +109,33 @@ def prepare(cfg: TrainConfig) -> Prepared:
     shutil.rmtree(tok_dir, ignore_errors=True)
     tokenizer.save_pretrained(tok_dir)
 
+    gpu = _uses_gpu(cfg)
     if not cfg.batch_tokens:
-        gpu = _uses_gpu(cfg)  # the activation estimate (the model's config) matters only on a GPU
-        fits = _activations_fit(resolved.path, cfg) if gpu else (lambda tokens: True)
+        fits = _activations_fit(resolved.path, cfg) if gpu else (lambda tokens: True)  # the estimate matters on a GPU
         cfg = replace(cfg, batch_tokens=default_batch_tokens(gpu, fits, floor=cfg.ctx_len))
-    batches = make_batches(train_rows, cfg.layout, cfg.batch_size, cfg.batch_tokens, cfg.ctx_len, 0)
-    micro = len(shard(batches, 0, cfg.workers, cfg.grad_accum))
-    steps_per_epoch = micro // cfg.grad_accum
+    train_batches = epoch_batches(cfg, train_rows)
+    steps = steps_per_epoch(cfg, train_batches[0])
     all_tokens, loss_tokens = count_tokens(train_rows)
     data = {
         "train": {"file": train.name, "sha256": train.sha256, "records": len(train_rows), "truncated": truncated,
                   "tokens": all_tokens, "loss_tokens": loss_tokens},
         "valid": {"file": valid.name, "sha256": valid.sha256, "records": len(valid_rows), "truncated": v_truncated},
     }
-    lineage = manifest.parent_lineage(resolved.path) if is_ft else []
-    payload = {"config": cfg.to_dict(), "tokenizer_dir": str(tok_dir.resolve()), "train_rows": train_rows,
-               "valid_rows": valid_rows, "stop_id": stop_id, "parent": parent, "data": data, "lineage": lineage}
+    plan = Plan(
+        cfg=cfg, tokenizer_dir=str(tok_dir.resolve()), stop_id=stop_id, device="cuda" if gpu else "cpu",
+        zero=choose_zero_for(cfg, resolved.path, len(tokenizer), gpu),
+        train_batches=train_batches,
+        valid_batches=make_batches(valid_rows, cfg.layout, cfg.batch_size, cfg.batch_tokens, cfg.ctx_len, seed=0),
+        steps_per_epoch=steps, parent=parent, data=data,
+        lineage=manifest.parent_lineage(resolved.path) if is_ft else [],
+    )
     summary = (f"{len(train_rows)} training records ({all_tokens} tokens, {loss_tokens} in the loss), "
                f"{len(valid_rows)} validation; {truncated + v_truncated} truncated to {cfg.ctx_len} tokens; "
-               f"{len(special)} special tokens, stop {cfg.stop!r}; {steps_per_epoch} steps/epoch x {cfg.epochs}")
-    return Prepared(cfg, payload, steps_per_epoch, summary)
+               f"{len(special)} special tokens, stop {cfg.stop!r}; {steps} steps/epoch x {cfg.epochs}")
+    return Prepared(plan, summary)
 
 
-def run(cfg: TrainConfig) -> dict:
+def train(cfg: TrainConfig) -> dict:
     """Train; return {"best": path, "best_val_ppl": ..., "epochs": ...}."""
     out = Path(cfg.out_dir)
     made = _first_missing(out) or _first_missing(out / ".work")  # what to remove if prepare fails
@@ -141,12 +147,12 @@ def run(cfg: TrainConfig) -> dict:
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
         raise
-    cfg = prepared.cfg
+    cfg = prepared.plan.cfg
     log(f"ft-train: {prepared.summary}", cfg.quiet)
     if not cfg.resume:
         (out / "metrics.jsonl").unlink(missing_ok=True)
 
-    fit(prepared.payload, cfg, prepared.steps_per_epoch * cfg.epochs)
+    run_workers(prepared.plan)
 
     man_path = out / "ft-train.json"
     if not man_path.is_file():
@@ -168,15 +174,15 @@ def _first_missing(path: Path) -> Path | None:
     return missing
 
 
-def fit(payload: dict, cfg: TrainConfig, total_steps: int) -> None:
-    """Run loop.train_loop_per_worker on cfg.workers Ray Train workers."""
+def run_workers(plan: Plan) -> None:
+    """Run worker.train_loop_per_worker(plan) on cfg.workers Ray Train workers."""
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from ft_train.loop import train_loop_per_worker
+    from ft_train.worker import train_loop_per_worker
 
-    use_gpu = _uses_gpu(cfg)
+    cfg, use_gpu = plan.cfg, plan.device == "cuda"
     if use_gpu and not cfg.address:  # else Ray would wait for GPUs that never come
         import torch
 
@@ -197,14 +203,14 @@ def fit(payload: dict, cfg: TrainConfig, total_steps: int) -> None:
                      log_to_driver=not cfg.quiet, logging_level="WARNING")
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=payload,
+        train_loop_config={"plan": plan},  # Ray's config is a dict
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=use_gpu, resources_per_worker={"CPU": 1}),
         run_config=RunConfig(name=f"ft-train-{int(time.time() * 1000)}",
                              storage_path=str(Path(cfg.out_dir) / ".work" / "ray"),
                              failure_config=FailureConfig(max_failures=0)),
     )
-    watcher = _ProgressWatcher(Path(cfg.out_dir) / "metrics.jsonl", total_steps, cfg.quiet)
+    watcher = _ProgressWatcher(Path(cfg.out_dir) / "metrics.jsonl", plan.total_steps, cfg.quiet)
     watcher.start()
     try:
         trainer.fit()
@@ -221,11 +227,7 @@ def _activations_fit(model_path: str, cfg: TrainConfig):
     import transformers
 
     config = transformers.AutoConfig.from_pretrained(model_path)
-    memory = 80 << 30
-    if _has_gpu():
-        import torch
-
-        memory = torch.cuda.get_device_properties(0).total_memory
+    memory = gpu_memory()
     return lambda tokens: activation_estimate(config, tokens, True, cfg.gradient_checkpointing) <= 0.6 * memory
 
 

@@ -1,7 +1,9 @@
 """The optimizer side of training: DeepSpeed ZeRO 1-3, or plain PyTorch for ZeRO-0.
 
-`Engine` gives the loop one small interface whatever the backend:
-backward(loss), step() (an optimizer step every grad_accum micro-steps),
+`Engine` is the one interface the worker sees, `make_engine` picks the backend:
+`PlainEngine` (ZeRO-0) or `DeepSpeedEngine` (ZeRO 1-3, or any --ds-config).
+Each has forward_model (the module to call), no_sync() and autocast() around the
+forward, backward(loss), step() (an optimizer step every grad_accum micro-steps),
 lr(), full_state_dict() (gathered from ZeRO-3 shards onto rank 0),
 save_state(dir, tag, extra) / load_state(dir, tag).
 
@@ -14,7 +16,7 @@ precision without autocast: no per-step weight casts, and the update (clip,
 AdamW, copy back) is a handful of kernels instead of several per parameter.
 A small model on a GPU is bound by kernel launches: this made its step 18% faster.
 
-`--zero auto` (choose_zero) picks the fastest setting that fits in memory:
+`--zero auto` (choose_zero, called by the driver: ft_train.plan) picks the fastest setting that fits in memory:
 training state per worker is about 16 bytes a parameter (fp32 weights 4,
 gradients 4, Adam moments 8; in bf16 at ZeRO-0, bf16 weights and gradients 4,
 fp32 masters and their gradient 8, Adam 8: 20) plus activations. In that
@@ -25,23 +27,12 @@ too), ZeRO-3 + optimizer offload to CPU, ZeRO-3 + offload of everything.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-import os
 from pathlib import Path
 
 import torch
-
-
-def device_memory(device: torch.device) -> int:
-    """Bytes one worker may use: the GPU's memory, or on CPU the machine's RAM shared by the workers."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).total_memory
-    try:
-        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        pages = 16 << 30
-    return pages
 
 
 def choose_zero(n_params: int, activation_bytes: int, world: int, memory: int, on_cpu: bool,
@@ -172,124 +163,126 @@ class FlatMaster:
             self.weights.copy_(self.master)
 
 
+
+
+def _rank() -> int:
+    return torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+
+
 class Engine:
-    """One interface over a DeepSpeed engine or a plain PyTorch model + optimizer."""
+    """What the worker needs of a backend; a subclass sets module, forward_model,
+    optimizer and scheduler."""
 
-    def __init__(self, model, cfg, stage: int, offload: str, device: torch.device, world: int,
-                 total_steps: int, bf16: bool):
-        self.stage, self.offload, self.device, self.world, self.bf16 = stage, offload, device, world, bf16
-        self.cfg = cfg
-        self.micro = 0
-        warmup = max(1, int(cfg.warmup * total_steps))
-        lr_lambda = _lr_lambda(total_steps, warmup)
-        self.use_deepspeed = stage > 0 or bool(cfg.ds_config)
-        self.master: FlatMaster | None = None
-        if self.use_deepspeed:
-            import deepspeed
-
-            ds = deepspeed_config(cfg, stage, offload, bf16)
-            optimizer = None
-            if "optimizer" not in ds:
-                optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas,
-                                              weight_decay=cfg.weight_decay, fused=device.type == "cuda")
-            self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
-                model=model, optimizer=optimizer, config=ds,
-                model_parameters=model.parameters() if optimizer is None else None,
-                lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda),
-            )
-            self.module = self.engine.module
-            self.forward_model = self.engine
-        else:
-            model.to(device)
-            self.module = model
-            self.forward_model = model
-            self.master = FlatMaster(model) if bf16 else None
-            if world > 1:
-                from torch.nn.parallel import DistributedDataParallel
-
-                self.forward_model = DistributedDataParallel(
-                    model, device_ids=[device.index] if device.type == "cuda" else None)
-            if cfg.compile and device.type == "cuda":
-                self.forward_model = torch.compile(self.forward_model)
-            params = self.master.parameters() if self.master else model.parameters()
-            self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas,
-                                               weight_decay=cfg.weight_decay, fused=device.type == "cuda")
-            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda)
+    def __init__(self, cfg, device: torch.device, total_steps: int):
+        self.cfg, self.device = cfg, device
+        self.micro = 0  # micro-steps so far (each epoch is a whole number of optimizer steps)
+        self.lr_lambda = _lr_lambda(total_steps, max(1, int(cfg.warmup * total_steps)))
 
     def train(self, mode: bool = True) -> None:
         self.forward_model.train(mode)
 
     def autocast(self):
-        # bf16 weights (DeepSpeed's, or FlatMaster's) need no autocast; fp32 training needs none either.
-        enabled = self.bf16 and not self.use_deepspeed and self.master is None
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
-
-    def no_sync(self, last_micro: bool):
-        import contextlib
-
-        if not self.use_deepspeed and self.world > 1 and not last_micro:
-            return self.forward_model.no_sync()
         return contextlib.nullcontext()
 
+    def no_sync(self):
+        """Around the forward of a micro-step that does not end an optimizer step."""
+        return contextlib.nullcontext()
+
+    def boundary(self) -> bool:
+        """Whether the micro-step now running ends an optimizer step."""
+        return (self.micro + 1) % self.cfg.grad_accum == 0
+
     def backward(self, loss: torch.Tensor) -> None:
-        if self.use_deepspeed:
-            self.engine.backward(loss)
-        else:
-            (loss / self.cfg.grad_accum).backward()
+        raise NotImplementedError
 
     def step(self) -> bool:
         """Called after every micro-step; returns True when an optimizer step happened."""
-        self.micro += 1
-        boundary = self.micro % self.cfg.grad_accum == 0
-        if self.use_deepspeed:
-            self.engine.step()  # DeepSpeed counts micro-steps and steps at the boundary
-            return boundary
-        if boundary:
-            if self.master is not None:
-                self.master.step(self.optimizer, self.cfg.grad_clip)
-            else:
-                if self.cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.cfg.grad_clip)
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
-            self.scheduler.step()
-        return boundary
+        raise NotImplementedError
 
     def lr(self) -> float:
         return self.scheduler.get_last_lr()[0]
 
     def full_state_dict(self, dtype: torch.dtype | None = None) -> dict | None:
         """The whole model's weights on rank 0, in the CPU memory (None elsewhere). Call on every rank."""
-        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-        if self.use_deepspeed and self.stage == 3:
-            state = self.engine._zero3_consolidated_16bit_state_dict()
-        elif rank == 0:
-            state = self.module.state_dict()
-        else:
-            state = None
+        state = self._gather_state_dict()
         if state is None:
             return None
         return {k: v.detach().to(dtype=dtype or v.dtype).cpu() for k, v in state.items()}
 
+    def _gather_state_dict(self) -> dict | None:
+        return self.module.state_dict() if _rank() == 0 else None
+
     def save_state(self, folder: Path, tag: str, extra: dict) -> None:
-        """The full training state (every rank calls this); `extra` holds the loop's own state."""
-        if self.use_deepspeed:
-            self.engine.save_checkpoint(str(folder), tag=tag, client_state=extra, save_latest=False)
-            return
-        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-        if rank == 0:
+        """The full training state (every rank calls this); `extra` holds the worker's own state."""
+        raise NotImplementedError
+
+    def load_state(self, folder: Path, tag: str) -> dict:
+        """Restore what save_state wrote; returns its `extra`."""
+        raise NotImplementedError
+
+
+class PlainEngine(Engine):
+    """ZeRO-0: the model (DDP-wrapped with several workers, optionally compiled on GPU),
+    AdamW (fused on GPU); in bf16 with FlatMaster unless flat_master=False (then fp32
+    weights under bf16 autocast, the older path, kept for the benchmark)."""
+
+    def __init__(self, model, cfg, device: torch.device, world: int, total_steps: int, bf16: bool,
+                 flat_master: bool = True):
+        super().__init__(cfg, device, total_steps)
+        self.world, self.bf16 = world, bf16
+        model.to(device)
+        self.module = self.forward_model = model
+        self.master = FlatMaster(model) if bf16 and flat_master else None
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.forward_model = DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+        if cfg.compile and device.type == "cuda":
+            self.forward_model = torch.compile(self.forward_model)
+        params = self.master.parameters() if self.master else model.parameters()
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
+                                           fused=device.type == "cuda")
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_lambda)
+
+    def autocast(self):
+        # FlatMaster's bf16 weights need no autocast; fp32 training needs none either.
+        enabled = self.bf16 and self.master is None
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def no_sync(self):
+        # DDP all-reduces gradients only on the micro-step that ends an optimizer step.
+        if self.world > 1 and not self.boundary():
+            return self.forward_model.no_sync()
+        return contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (loss / self.cfg.grad_accum).backward()
+
+    def step(self) -> bool:
+        self.micro += 1
+        if self.micro % self.cfg.grad_accum:
+            return False
+        if self.master is not None:
+            self.master.step(self.optimizer, self.cfg.grad_clip)
+        else:
+            if self.cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.cfg.grad_clip)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return True
+
+    def save_state(self, folder: Path, tag: str, extra: dict) -> None:
+        if _rank() == 0:
             (folder / tag).mkdir(parents=True, exist_ok=True)
             torch.save({"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
                         "scheduler": self.scheduler.state_dict(), "extra": extra,
                         "master": self.master.state_dict() if self.master else None}, folder / tag / "state.pt")
 
     def load_state(self, folder: Path, tag: str) -> dict:
-        from ft_train.checkpoint import check_state_files, load_torch_state
+        from ft_train.checkpoint import load_torch_state
 
-        if self.use_deepspeed:
-            check_state_files(folder / tag)  # DeepSpeed unpickles with weights_only=False
-            _, extra = self.engine.load_checkpoint(str(folder), tag=tag)
-            return extra or {}
         state = load_torch_state(folder / tag / "state.pt", map_location=self.device)
         self.module.load_state_dict(state["model"])
         if self.master is not None:
@@ -297,3 +290,55 @@ class Engine:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         return state["extra"]
+
+
+class DeepSpeedEngine(Engine):
+    """DeepSpeed ZeRO 1-3 (with CPU offload), or ZeRO-0 under a user's --ds-config."""
+
+    def __init__(self, model, cfg, stage: int, offload: str, device: torch.device, total_steps: int, bf16: bool):
+        import deepspeed
+
+        super().__init__(cfg, device, total_steps)
+        self.stage = stage
+        ds = deepspeed_config(cfg, stage, offload, bf16)
+        optimizer = None
+        if "optimizer" not in ds:  # else DeepSpeed builds its own (CPU Adam for an offloaded optimizer)
+            optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas,
+                                          weight_decay=cfg.weight_decay, fused=device.type == "cuda")
+        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=model, optimizer=optimizer, config=ds,
+            model_parameters=model.parameters() if optimizer is None else None,
+            lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, self.lr_lambda),
+        )
+        self.module = self.engine.module
+        self.forward_model = self.engine
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.engine.backward(loss)  # DeepSpeed divides by grad_accum itself
+
+    def step(self) -> bool:
+        self.micro += 1
+        self.engine.step()  # DeepSpeed counts micro-steps and steps at the boundary
+        return self.micro % self.cfg.grad_accum == 0
+
+    def _gather_state_dict(self) -> dict | None:
+        if self.stage == 3:  # every rank takes part; rank 0 gets the whole
+            return self.engine._zero3_consolidated_16bit_state_dict()
+        return super()._gather_state_dict()
+
+    def save_state(self, folder: Path, tag: str, extra: dict) -> None:
+        self.engine.save_checkpoint(str(folder), tag=tag, client_state=extra, save_latest=False)
+
+    def load_state(self, folder: Path, tag: str) -> dict:
+        from ft_train.checkpoint import check_state_files
+
+        check_state_files(folder / tag)  # DeepSpeed unpickles with weights_only=False
+        _, extra = self.engine.load_checkpoint(str(folder), tag=tag)
+        return extra or {}
+
+
+def make_engine(model, cfg, zero, device: torch.device, world: int, total_steps: int) -> Engine:
+    """The engine for the plan's ZeRO choice (ft_train.plan.Zero)."""
+    if zero.deepspeed:
+        return DeepSpeedEngine(model, cfg, zero.stage, zero.offload, device, total_steps, zero.bf16)
+    return PlainEngine(model, cfg, device, world, total_steps, zero.bf16)

@@ -1,14 +1,17 @@
-"""The training loop every Ray Train worker runs. Read it top to bottom:
+"""What every Ray Train worker runs: it carries out the driver's Plan. Read it top to bottom:
 
-1. set up: rank, device, dtype; the model with the tokenizer's added tokens
-2. the engine: ZeRO stage (auto or chosen), DeepSpeed or plain PyTorch
-3. resume from OUT_DIR/state when asked
-4. for each epoch: train (this rank's equal share of batches), validate
-   (token-weighted perplexity, summed over all ranks), write the epoch's
-   checkpoint, point `best`, save the training state, stop early if told
+    train_loop_per_worker        Ray's entry: Worker(plan).fit()
+    Worker.__init__              rank, device; the model with the added tokens; the engine the plan names
+    Worker.fit                   resume, then for each epoch: train_epoch, evaluate, pick the best,
+                                 checkpoint, save the training state when due, stop early if told
+    Worker.train_epoch           train_step over this rank's share of the epoch's batches, a
+                                 metrics line every --log-every steps, a state save when due
+    train_step                   one micro-step: collate, to the device, forward, backward,
+                                 an optimizer step when one is due
+    evaluate                     the validation metrics, summed over all ranks
 
-The driver (trainer.py) has already read, checked and tokenised the data, so
-a worker only ever sees lists of token ids. Rank 0 writes every file.
+The driver (driver.py) has read, checked, tokenised and batched the data and chosen the
+engine: a worker decides none of it again. Rank 0 writes every file (checkpointer.py).
 """
 
 from __future__ import annotations
@@ -17,18 +20,33 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-from ft_train import checkpoint, manifest
-from ft_train.checkpoint import STATE
+from ft_train import manifest
+from ft_train.checkpointer import Checkpointer
 from ft_train.config import TrainConfig
-from ft_train.data import collate, make_batches, shard, tokens_per_batch
-from ft_train.engine import Engine, activation_estimate, choose_zero, device_memory
+from ft_train.data import collate, real_tokens, shard
+from ft_train.dist import all_sum
+from ft_train.engine import Engine, make_engine
+from ft_train.plan import Plan
 from ft_train.plot import plot_curve
 from ft_train.tokens import resize_embeddings
+
+# The metric that picks the best epoch (the `best` link, --patience), and whether lower or higher
+# is better. An evaluate() that returns another metric (a task's accuracy, "max") can be chosen here.
+SELECT_BY = ("val_ppl", "min")
+
+
+def is_better(metrics: dict, best: dict | None) -> bool:
+    key, direction = SELECT_BY
+    if best is None:
+        return True
+    return metrics[key] < best[key] if direction == "min" else metrics[key] > best[key]
 
 
 class CausalLMLoss(torch.nn.Module):
@@ -51,24 +69,6 @@ class CausalLMLoss(torch.nn.Module):
         return F.cross_entropy(logits.float(), loss_labels, reduction="sum")
 
 
-CHECKPOINT_INTERVAL_S = 60.0  # a better epoch is on disk at most this long after the last write
-
-
-def all_sum(*values: torch.Tensor | float) -> list[float]:
-    """Sum numbers (tensors on any device, or floats) over every rank; one sync, floats back."""
-    dist = torch.distributed
-    on_gpu = [v.device for v in values if isinstance(v, torch.Tensor) and v.device.type == "cuda"]
-    device = on_gpu[0] if on_gpu else torch.device("cpu")
-    if dist.is_initialized():
-        # gloo reduces host tensors; nccl only device tensors, even when every value is a float.
-        gloo = dist.get_backend() == "gloo"
-        device = torch.device("cpu") if gloo else torch.device("cuda", torch.cuda.current_device())
-    t = torch.stack([torch.as_tensor(v).detach().to(device, torch.float64).reshape(()) for v in values])
-    if dist.is_initialized():
-        dist.all_reduce(t)
-    return t.tolist()
-
-
 def to_device(batch: dict, device: torch.device) -> dict:
     """Copy a batch to the device without waiting for it (pinned host memory on GPU)."""
     if device.type != "cuda":
@@ -76,249 +76,233 @@ def to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def barrier() -> None:
-    if torch.distributed.is_initialized():
-        torch.distributed.barrier()
+class MicroStep(NamedTuple):
+    loss_sum: torch.Tensor  # the batch's summed token NLL, still on the device (no host sync)
+    tokens: int  # tokens in the loss
+    stepped: bool  # an optimizer step ended this micro-step
 
 
-def train_loop_per_worker(payload: dict) -> None:
-    import ray.train
-    import ray.train.torch
-    import transformers
-
-    # ---- 1. set up --------------------------------------------------------------------
-    cfg = TrainConfig.from_dict(payload["config"])
-    out = Path(cfg.out_dir)
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
-    bf16 = cfg.dtype == "bf16" or (cfg.dtype == "auto" and device.type == "cuda")
-    torch.manual_seed(cfg.seed + rank)
-    _quiet_libraries()
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-
-    tokenizer = transformers.AutoTokenizer.from_pretrained(payload["tokenizer_dir"])
-    model = transformers.AutoModelForCausalLM.from_pretrained(
-        cfg.model_path, dtype=torch.float32, attn_implementation=payload.get("attn", "sdpa"))
-    resize_embeddings(model, len(tokenizer))
-    model.config.use_cache = False
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    train_rows, valid_rows = payload["train_rows"], payload["valid_rows"]
-
-    def epoch_batches(epoch: int):
-        batches = make_batches(train_rows, cfg.layout, cfg.batch_size, cfg.batch_tokens, cfg.ctx_len, seed=cfg.seed * 1000 + epoch)
-        return shard(batches, rank, world, multiple=cfg.grad_accum)
-
-    micro_per_epoch = len(epoch_batches(0))  # the same every epoch: only the order changes
-    steps_per_epoch = micro_per_epoch // cfg.grad_accum
-    total_steps = steps_per_epoch * cfg.epochs
-
-    # ---- 2. the engine ----------------------------------------------------------------
-    if cfg.zero == "auto":
-        n_params = sum(p.numel() for p in model.parameters())
-        acts = activation_estimate(model.config, tokens_per_batch(cfg), bf16, cfg.gradient_checkpointing)
-        stage, offload = choose_zero(n_params, acts, world, device_memory(device), device.type == "cpu", bf16)
-        if cfg.offload not in ("auto", "none"):
-            stage, offload = 3, cfg.offload
-    else:
-        stage, offload = int(cfg.zero), ("none" if cfg.offload == "auto" else cfg.offload)
-    engine = Engine(CausalLMLoss(model), cfg, stage, offload, device, world, total_steps, bf16)
-    resolved = {"zero": stage, "offload": offload, "dtype": "bfloat16" if bf16 else "float32",
-                "workers": world, "device": device.type, "deepspeed": engine.use_deepspeed,
-                "steps_per_epoch": steps_per_epoch, "total_steps": total_steps}
-    if rank == 0:
-        print(f"ft-train: {json.dumps(resolved)}", flush=True)
-
-    # ---- 3. resume ----------------------------------------------------------------------
-    step, start_epoch, skip = 0, 0, 0
-    history: list[dict] = []
-    best: dict | None = None
-    carried = [0.0, 0.0]  # (loss sum, loss tokens) of the interrupted epoch, over all ranks
-    info = checkpoint.latest_state(out) if cfg.resume else None
-    if info:
-        extra = engine.load_state(out / STATE, info["tag"])
-        step, start_epoch, skip = extra["step"], extra["epoch"], extra["batch"]
-        history, best = extra["history"], extra["best"]
-        carried = extra["epoch_loss"] if rank == 0 else [0.0, 0.0]
-        checkpoint.set_rng_state(extra["rng"][rank % len(extra["rng"])])
-        if rank == 0:
-            print(f"ft-train: resumed at step {step} (epoch {start_epoch + 1}, batch {skip})", flush=True)
-            _truncate_metrics(out / "metrics.jsonl", step)
-
-    def save_state(epoch: int, batch: int, epoch_loss: list[float]) -> None:
-        tag = f"step-{step}"
-        rngs = [None] * world
-        if torch.distributed.is_initialized():
-            torch.distributed.all_gather_object(rngs, checkpoint.rng_state())
-        else:
-            rngs = [checkpoint.rng_state()]
-        extra = {"step": step, "epoch": epoch, "batch": batch, "history": history, "best": best,
-                 "epoch_loss": epoch_loss, "rng": rngs}
-        nonlocal last_save, held, last_write
-        if rank == 0 and held is not None:  # the state names the best checkpoint: it must be on disk
-            writer.submit(_write_epoch, out, *held)
-            held, last_write = None, time.monotonic()
-        engine.save_state(out / STATE, tag, extra)
-        last_save = time.monotonic()
-        barrier()
-        if rank == 0:
-            writer.join()
-            checkpoint.mark_state(out, {"tag": tag, "step": step, "epoch": epoch, "batch": batch})
-        barrier()
-
-    last_save = time.monotonic()
-    ray_parent = os.getppid()
-    writer = checkpoint.BackgroundWriter()  # rank 0 writes checkpoint folders while training goes on
-    last_write = time.monotonic()
-    held = None  # a better epoch's checkpoint not written yet (see CHECKPOINT_INTERVAL_S)
-    metrics_fh = open(out / "metrics.jsonl", "a", encoding="utf-8") if rank == 0 else None
-
-    def log(record: dict) -> None:
-        if metrics_fh:
-            metrics_fh.write(json.dumps(record) + "\n")
-            metrics_fh.flush()
-
-    # ---- 4. epochs -------------------------------------------------------------------
-    stopped = None
-    for epoch in range(start_epoch, cfg.epochs):
-        batches = epoch_batches(epoch)
-        engine.train()
-        # Losses stay on the device (no host sync per step) until a log line needs them.
-        zero = lambda v=0.0: torch.tensor(v, device=device, dtype=torch.float64)  # noqa: E731
-        ep_loss, ep_tokens = zero(carried[0]), zero(carried[1])
-        run_loss, run_tokens = zero(), zero()
-        carried = [0.0, 0.0]
-        seen_tokens, t_log = 0, time.perf_counter()
-        for i, (batch, real) in enumerate(batches):
-            if i < skip:
-                continue
-            x = to_device(collate(batch, cfg.layout, cfg.ctx_len, pad_id, real), device)
-            n = len(x["loss_labels"])
-            seen_tokens += sum(len(r["ids"]) for seq in batch for r in seq) if real else 0
-            last_micro = (i + 1) % cfg.grad_accum == 0
-            with engine.no_sync(last_micro), engine.autocast():
-                loss_sum = engine.forward_model(**x)
-            engine.backward(loss_sum / max(n, 1))
-            run_loss += loss_sum.detach()
-            run_tokens += n
-            if not engine.step():
-                continue
-            step += 1
-            if os.getppid() != ray_parent:  # our Ray node was killed (ft-train killed): stop writing now
-                os._exit(1)
-            state_due = False
-            if step % cfg.log_every == 0 or step == total_steps:
-                # one sync per log line: the loss, the tokens, and rank 0's clock saying a state save is due
-                due = float(rank == 0 and time.monotonic() - last_save >= cfg.save_minutes * 60)
-                loss_total, tok_total, seen_total, due_total = all_sum(run_loss, run_tokens, seen_tokens, due)
-                state_due = due_total > 0
-                now = time.perf_counter()
-                line = {"step": step, "epoch": epoch + 1, "loss": loss_total / max(tok_total, 1), "lr": engine.lr(),
-                        "tokens_per_s": seen_total / max(now - t_log, 1e-9), "time": time.time()}
-                if device.type == "cuda":
-                    line["peak_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
-                log(line)
-                seen_tokens, t_log = 0, now
-            state_due = state_due or bool(cfg.save_every and step % cfg.save_every == 0)
-            if step % cfg.log_every == 0 or state_due:
-                ep_loss += run_loss
-                ep_tokens += run_tokens
-                run_loss.zero_()
-                run_tokens.zero_()
-            if state_due and i + 1 < len(batches):
-                save_state(epoch, i + 1, all_sum(ep_loss, ep_tokens))
-        skip = 0
-        train_loss_sum, train_tokens = all_sum(ep_loss + run_loss, ep_tokens + run_tokens)
-        train_loss = train_loss_sum / max(train_tokens, 1)
-
-        # -- validate: a true token-weighted perplexity over every rank's share
-        val_loss = evaluate(engine, valid_rows, cfg, rank, world, device, pad_id)
-        val_ppl = math.exp(min(val_loss, 50.0))
-        row = {"epoch": epoch + 1, "step": step, "train_loss": train_loss, "val_loss": val_loss,
-               "val_ppl": val_ppl, "time": time.time()}
-        history.append(row)
-        log(row)
-        improved = best is None or val_ppl < best["val_ppl"]
-        if improved:
-            best = {"epoch": epoch + 1, "val_ppl": val_ppl, "path": f"checkpoints/epoch-{epoch + 1}"}
-        # -- early stopping (every rank sees the same numbers, so every rank decides alike)
-        if cfg.stop_perplexity is not None and val_ppl <= cfg.stop_perplexity:
-            stopped = f"validation perplexity {val_ppl:.3f} <= {cfg.stop_perplexity}"
-        elif cfg.patience is not None and epoch + 1 - best["epoch"] >= cfg.patience:
-            stopped = f"no better validation perplexity for {cfg.patience} epochs"
-        last = stopped is not None or epoch + 1 == cfg.epochs
-
-        # -- checkpoint (a better one, or the last): gathered from every rank's shard, written by rank 0.
-        # A better epoch that comes less than CHECKPOINT_INTERVAL_S after the last write is held in
-        # memory until the next write or the end: on a fast run, writing (and plotting) every epoch
-        # would take CPU time from the training loop, which is bound by its kernel launches.
-        if improved or last or cfg.save_all:
-            state_dict = engine.full_state_dict(dtype=torch.bfloat16 if bf16 else None)
-            if rank == 0:
-                man = manifest.build(cfg.to_dict(), payload["parent"], payload["data"], resolved, history, best,
-                                     payload["lineage"])
-                state_dict = {k.removeprefix("lm."): v for k, v in state_dict.items()}
-                due = time.monotonic() - last_write >= CHECKPOINT_INTERVAL_S
-                if improved:
-                    held = None  # superseded: a better epoch is here
-                if due or last or cfg.save_all:
-                    if held is not None:
-                        writer.submit(_write_epoch, out, *held)
-                        held = None
-                    writer.submit(_write_epoch, out, epoch + 1, model, state_dict, tokenizer, payload["stop_id"],
-                                  man, cfg, improved)
-                    last_write = time.monotonic()
-                else:
-                    held = (epoch + 1, model, state_dict, tokenizer, payload["stop_id"], man, cfg, improved)
-            del state_dict
-        # -- the full training state for --resume, when it is due (see save_minutes / save_every)
-        due = float(rank == 0 and time.monotonic() - last_save >= cfg.save_minutes * 60)
-        if not last and (all_sum(due)[0] > 0 or cfg.save_every):
-            save_state(epoch + 1, 0, [0.0, 0.0])
-        ray.train.report({**row, "best_epoch": best["epoch"], "best_val_ppl": best["val_ppl"]})
-        if stopped:
-            if rank == 0:
-                print(f"ft-train: stopping early after epoch {epoch + 1}: {stopped}", flush=True)
-            break
-    if held is not None:  # a guard: the last epoch flushes what is held
-        writer.submit(_write_epoch, out, *held)
-    writer.join()
-    if metrics_fh:
-        metrics_fh.close()
-    if rank == 0:
-        plot_curve(out / "metrics.jsonl", out / "curve.png")
-
-
-def _write_epoch(out: Path, epoch: int, model, state_dict: dict, tokenizer, stop_id, man: dict,
-                 cfg: TrainConfig, improved: bool) -> None:
-    checkpoint.write_hf_checkpoint(checkpoint.epoch_dir(out, epoch), model, state_dict, tokenizer, stop_id,
-                                   man, cfg.to_dict())
-    if improved:
-        checkpoint.point_best(out, epoch)
-    checkpoint.prune(out, cfg.keep, man["best"]["epoch"])
-    (out / "ft-train.json").write_text(json.dumps(man, indent=2) + "\n")
+def train_step(engine: Engine, batch: list, real: bool, cfg: TrainConfig, pad_id: int) -> MicroStep:
+    """One micro-step on one batch (real=False: a fill-in copy, no loss); the optimizer
+    steps every cfg.grad_accum of them."""
+    x = to_device(collate(batch, cfg.layout, cfg.ctx_len, pad_id, real), engine.device)
+    n = len(x["loss_labels"])
+    with engine.no_sync(), engine.autocast():
+        loss_sum = engine.forward_model(**x)
+    engine.backward(loss_sum / max(n, 1))
+    return MicroStep(loss_sum.detach(), n, engine.step())
 
 
 @torch.no_grad()
-def evaluate(engine: Engine, rows: list[dict], cfg: TrainConfig, rank: int, world: int, device, pad_id: int) -> float:
-    """Mean NLL per loss token over all validation rows, summed across ranks."""
+def evaluate(engine: Engine, batches: list, cfg: TrainConfig, pad_id: int) -> dict:
+    """{"val_loss": mean NLL per loss token, "val_ppl": its exp}: a true token-weighted
+    perplexity over every rank's share (`batches`, from data.shard)."""
     engine.train(False)
-    batches = shard(make_batches(rows, cfg.layout, cfg.batch_size, cfg.batch_tokens, cfg.ctx_len, seed=0), rank, world)
-    total = torch.zeros((), device=device, dtype=torch.float64)
-    count = torch.zeros((), device=device, dtype=torch.float64)
+    total = torch.zeros((), device=engine.device, dtype=torch.float64)
+    count = torch.zeros((), device=engine.device, dtype=torch.float64)
     for batch, real in batches:
-        x = to_device(collate(batch, cfg.layout, cfg.ctx_len, pad_id, real), device)
+        x = to_device(collate(batch, cfg.layout, cfg.ctx_len, pad_id, real), engine.device)
         with engine.autocast():
             total += engine.forward_model(**x)
         count += len(x["loss_labels"])
     engine.train(True)
     s, c = all_sum(total, count)
-    return s / max(c, 1)
+    val_loss = s / max(c, 1)
+    return {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50.0))}
+
+
+@dataclass
+class Progress:
+    """Where training is: what a state save keeps and --resume brings back."""
+
+    step: int = 0
+    epoch: int = 0  # the epoch to start in
+    batch: int = 0  # its batches already trained (a resume mid-epoch)
+    history: list[dict] = field(default_factory=list)  # one row per epoch
+    best: dict | None = None  # {"epoch", SELECT_BY's metric, "path"}
+    carried: list[float] = field(default_factory=lambda: [0.0, 0.0])  # the interrupted epoch's (loss sum, tokens)
+
+    def state(self, epoch: int, batch: int, epoch_loss: list[float]) -> dict:
+        return {"step": self.step, "epoch": epoch, "batch": batch, "history": self.history, "best": self.best,
+                "epoch_loss": epoch_loss}
+
+    @classmethod
+    def restored(cls, extra: dict, rank: int) -> Progress:
+        # the interrupted epoch's loss was summed over all ranks: rank 0 carries it
+        return cls(extra["step"], extra["epoch"], extra["batch"], extra["history"], extra["best"],
+                   extra["epoch_loss"] if rank == 0 else [0.0, 0.0])
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Ray Train's entry; config is {"plan": Plan} (driver.run_workers)."""
+    Worker(config["plan"]).fit()
+
+
+class Worker:
+    def __init__(self, plan: Plan):
+        import ray.train
+        import ray.train.torch
+        import transformers
+
+        self.plan = plan
+        cfg = self.cfg = plan.cfg
+        ctx = ray.train.get_context()
+        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        self.device = ray.train.torch.get_device()
+        torch.manual_seed(cfg.seed + self.rank)
+        _quiet_libraries()
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+
+        tokenizer = transformers.AutoTokenizer.from_pretrained(plan.tokenizer_dir)
+        self.model = transformers.AutoModelForCausalLM.from_pretrained(
+            cfg.model_path, dtype=torch.float32, attn_implementation="sdpa")
+        resize_embeddings(self.model, len(tokenizer))
+        self.model.config.use_cache = False
+        if cfg.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+        self.engine = make_engine(CausalLMLoss(self.model), cfg, plan.zero, self.device, self.world, plan.total_steps)
+        if self.rank == 0:
+            print(f"ft-train: {json.dumps(plan.resolved())}", flush=True)
+        self.ckpt = Checkpointer(cfg, self.engine, self.rank, self.model, tokenizer, plan.stop_id)
+        self.metrics: Metrics | None = None
+        self.ray_parent = 0
+
+    def fit(self) -> None:
+        import ray.train
+
+        cfg, out = self.cfg, Path(self.cfg.out_dir)
+        extra = self.ckpt.restore()
+        p = Progress.restored(extra, self.rank) if extra else Progress()
+        self.metrics = Metrics(out / "metrics.jsonl", self.rank, p.step if extra else None)
+        self.ray_parent = os.getppid()
+        for epoch in range(p.epoch, cfg.epochs):
+            train_loss = self.train_epoch(epoch, p)
+            row = {"epoch": epoch + 1, "step": p.step, "train_loss": train_loss,
+                   **evaluate(self.engine, shard(self.plan.valid_batches, self.rank, self.world), cfg, self.pad_id),
+                   "time": time.time()}
+            p.history.append(row)
+            self.metrics.write(row)
+            improved = is_better(row, p.best)
+            if improved:
+                key = SELECT_BY[0]
+                p.best = {"epoch": epoch + 1, key: row[key], "path": f"checkpoints/epoch-{epoch + 1}"}
+            # every rank sees the same numbers, so every rank decides alike
+            stopped = self.stop_reason(row, p.best, epoch)
+            last = stopped is not None or epoch + 1 == cfg.epochs
+            if improved or last or cfg.save_all:
+                self.checkpoint_epoch(epoch + 1, p, improved, last)
+            if not last and (all_sum(self.ckpt.clock_due())[0] > 0 or cfg.save_every):
+                self.ckpt.save_state(p.state(epoch + 1, 0, [0.0, 0.0]))
+            ray.train.report({**row, "best_epoch": p.best["epoch"], f"best_{SELECT_BY[0]}": p.best[SELECT_BY[0]]})
+            if stopped:
+                if self.rank == 0:
+                    print(f"ft-train: stopping early after epoch {epoch + 1}: {stopped}", flush=True)
+                break
+        self.ckpt.finish()
+        self.metrics.close()
+        if self.rank == 0:
+            plot_curve(out / "metrics.jsonl", out / "curve.png")
+
+    def train_epoch(self, epoch: int, p: Progress) -> float:
+        """Train this rank's share of the epoch's batches (from p.batch on); the mean train loss, all ranks."""
+        cfg, plan = self.cfg, self.plan
+        batches = shard(plan.train_batches[epoch], self.rank, self.world, multiple=cfg.grad_accum)
+        self.engine.train()
+        # Losses stay on the device (no host sync per step) until a log line needs them.
+        ep_loss, ep_tokens = self._zero(p.carried[0]), self._zero(p.carried[1])
+        run_loss, run_tokens = self._zero(), self._zero()
+        p.carried = [0.0, 0.0]
+        seen_tokens, t_log = 0, time.perf_counter()
+        for i, (batch, real) in enumerate(batches):
+            if i < p.batch:
+                continue
+            seen_tokens += real_tokens(batch, real)
+            micro = train_step(self.engine, batch, real, cfg, self.pad_id)
+            run_loss += micro.loss_sum
+            run_tokens += micro.tokens
+            if not micro.stepped:
+                continue
+            p.step += 1
+            if os.getppid() != self.ray_parent:  # our Ray node was killed (ft-train killed): stop writing now
+                os._exit(1)
+            state_due = False
+            if p.step % cfg.log_every == 0 or p.step == plan.total_steps:
+                # one sync per log line: the loss, the tokens, and rank 0's clock saying a state save is due
+                loss_total, tok_total, seen_total, due = all_sum(run_loss, run_tokens, seen_tokens,
+                                                                 self.ckpt.clock_due())
+                state_due = due > 0
+                now = time.perf_counter()
+                line = {"step": p.step, "epoch": epoch + 1, "loss": loss_total / max(tok_total, 1),
+                        "lr": self.engine.lr(), "tokens_per_s": seen_total / max(now - t_log, 1e-9), "time": time.time()}
+                if self.device.type == "cuda":
+                    line["peak_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+                self.metrics.write(line)
+                seen_tokens, t_log = 0, now
+            state_due = state_due or self.ckpt.step_due(p.step)
+            if p.step % cfg.log_every == 0 or state_due:
+                ep_loss += run_loss
+                ep_tokens += run_tokens
+                run_loss.zero_()
+                run_tokens.zero_()
+            if state_due and i + 1 < len(batches):
+                self.ckpt.save_state(p.state(epoch, i + 1, all_sum(ep_loss, ep_tokens)))
+        p.batch = 0
+        loss_sum, tokens = all_sum(ep_loss + run_loss, ep_tokens + run_tokens)
+        return loss_sum / max(tokens, 1)
+
+    def stop_reason(self, row: dict, best: dict, epoch: int) -> str | None:
+        cfg = self.cfg
+        if cfg.stop_perplexity is not None and row["val_ppl"] <= cfg.stop_perplexity:
+            return f"validation perplexity {row['val_ppl']:.3f} <= {cfg.stop_perplexity}"
+        if cfg.patience is not None and epoch + 1 - best["epoch"] >= cfg.patience:
+            return f"no better validation perplexity for {cfg.patience} epochs"
+        return None
+
+    def checkpoint_epoch(self, epoch: int, p: Progress, improved: bool, last: bool) -> None:
+        """Gather the weights from every rank's shard; rank 0 hands them to the checkpointer."""
+        state_dict = self.engine.full_state_dict(dtype=torch.bfloat16 if self.plan.zero.bf16 else None)
+        if self.rank == 0:
+            plan = self.plan
+            man = manifest.build(self.cfg.to_dict(), plan.parent, plan.data, plan.resolved(), p.history, p.best,
+                                 plan.lineage)
+            state_dict = {k.removeprefix("lm."): v for k, v in state_dict.items()}
+            self.ckpt.write_epoch(epoch, state_dict, man, improved, last)
+
+    def _zero(self, value: float = 0.0) -> torch.Tensor:
+        return torch.tensor(value, device=self.device, dtype=torch.float64)
+
+
+class Metrics:
+    """metrics.jsonl, appended by rank 0 (write() on other ranks does nothing). On a resume
+    from `step`, the lines written after it go first (they will be written again)."""
+
+    def __init__(self, path: Path, rank: int, resumed_step: int | None):
+        if rank == 0 and resumed_step is not None:
+            _truncate_metrics(path, resumed_step)
+        self.fh = open(path, "a", encoding="utf-8") if rank == 0 else None
+
+    def write(self, record: dict) -> None:
+        if self.fh:
+            self.fh.write(json.dumps(record) + "\n")
+            self.fh.flush()
+
+    def close(self) -> None:
+        if self.fh:
+            self.fh.close()
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in keep))
+    os.replace(tmp, path)
 
 
 def _quiet_libraries() -> None:
@@ -333,13 +317,3 @@ def _quiet_libraries() -> None:
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """On resume, drop metric lines written after the saved step (they will be written again)."""
-    if not path.is_file():
-        return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in keep))
-    os.replace(tmp, path)

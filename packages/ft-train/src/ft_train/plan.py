@@ -1,0 +1,114 @@
+"""The plan: everything the driver decides, handed whole to every Ray Train worker.
+
+The driver builds one `Plan` (driver.prepare) and the workers only carry it out: they
+take their rank's share of each epoch's batches (data.shard) and build the engine
+the plan names. Nothing here is decided twice. It is plain data (dataclasses, lists,
+dicts), so Ray ships it through its object store to workers on any node; the batches
+refer to the same row dicts, which pickle stores once.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ft_train.config import TrainConfig
+from ft_train.data import make_batches, shard, tokens_per_batch
+
+Batch = list  # a batch: a list of sequences, a sequence a list of token rows (see data.make_batches)
+
+
+@dataclass(frozen=True)
+class Zero:
+    """How the workers train: ZeRO stage, CPU offload, dtype (see engine.choose_zero)."""
+
+    stage: int
+    offload: str  # none, optimizer or all
+    bf16: bool
+    deepspeed: bool  # False: plain PyTorch (ZeRO-0, DDP across workers)
+
+
+@dataclass(frozen=True)
+class Plan:
+    cfg: TrainConfig  # resolved: model_path, special_tokens, stop and batch_tokens filled
+    tokenizer_dir: str  # the tokenizer with the special tokens added (OUT_DIR/.work/tokenizer)
+    stop_id: int | None  # the stop token's id: the checkpoint's first eos
+    device: str  # cuda or cpu, for every worker
+    zero: Zero
+    train_batches: list[list[Batch]]  # every epoch's batches, in order, before sharding by rank
+    valid_batches: list[Batch]
+    steps_per_epoch: int  # optimizer steps per worker in one epoch
+    parent: dict  # the manifest's parent, data and lineage (manifest.build)
+    data: dict
+    lineage: list[dict]
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.cfg.epochs
+
+    def resolved(self) -> dict:
+        """The manifest's `resolved`: what auto became."""
+        return {"zero": self.zero.stage, "offload": self.zero.offload,
+                "dtype": "bfloat16" if self.zero.bf16 else "float32", "workers": self.cfg.workers,
+                "device": self.device, "deepspeed": self.zero.deepspeed,
+                "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps}
+
+
+def epoch_batches(cfg: TrainConfig, rows: list[dict]) -> list[list[Batch]]:
+    """Each epoch's batches, in a seeded order (seed * 1000 + epoch)."""
+    return [make_batches(rows, cfg.layout, cfg.batch_size, cfg.batch_tokens, cfg.ctx_len, seed=cfg.seed * 1000 + e)
+            for e in range(cfg.epochs)]
+
+
+def steps_per_epoch(cfg: TrainConfig, first_epoch: list[Batch]) -> int:
+    """Optimizer steps per epoch, from the first epoch's batches. Every rank gets the same
+    count; later epochs may cut a batch more or less, and the LR schedule is set by this one."""
+    return len(shard(first_epoch, 0, cfg.workers, cfg.grad_accum)) // cfg.grad_accum
+
+
+def choose_zero_for(cfg: TrainConfig, model_path: str, vocab_size: int, gpu: bool) -> Zero:
+    """--zero/--offload/--dtype resolved for the workers' device (cfg.batch_tokens already set)."""
+    from ft_train.engine import activation_estimate, choose_zero
+
+    bf16 = cfg.dtype == "bf16" or (cfg.dtype == "auto" and gpu)
+    if cfg.zero == "auto":
+        config, n_params = model_shape(model_path, vocab_size)
+        acts = activation_estimate(config, tokens_per_batch(cfg), bf16, cfg.gradient_checkpointing)
+        stage, offload = choose_zero(n_params, acts, cfg.workers, worker_memory(gpu), not gpu, bf16)
+        if cfg.offload not in ("auto", "none"):
+            stage, offload = 3, cfg.offload
+    else:
+        stage, offload = int(cfg.zero), ("none" if cfg.offload == "auto" else cfg.offload)
+    return Zero(stage, offload, bf16, deepspeed=stage > 0 or bool(cfg.ds_config))
+
+
+def model_shape(model_path: str, vocab_size: int):
+    """(config, parameter count) of the model with its embeddings grown to vocab_size,
+    built on the meta device: no weights are read."""
+    import torch
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(model_path)
+    config.vocab_size = max(config.vocab_size, vocab_size)  # as tokens.resize_embeddings grows it
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(config)
+    return config, sum(p.numel() for p in model.parameters())
+
+
+def worker_memory(gpu: bool) -> int:
+    """Bytes one worker's device has: this machine's first GPU (80 GiB when the GPUs are
+    elsewhere), or on the CPU this machine's RAM."""
+    if gpu:
+        return gpu_memory()
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return 16 << 30
+
+
+def gpu_memory() -> int:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_properties(0).total_memory
+    return 80 << 30
