@@ -28,6 +28,17 @@ def test_stdout_is_one_json_object(run):
     print(f"e2e run took {run['seconds']:.1f}s")
 
 
+def test_stderr_holds_only_ft_train_lines(run):
+    """At the default verbosity Ray's, DeepSpeed's and the workers' output goes to OUT_DIR/ft-train.log:
+    the terminal gets the summary, the plan, one line per epoch and the result."""
+    lines = [line for line in run["proc"].stderr.splitlines() if line.strip()]
+    assert lines and all(line.startswith("ft-train: ") for line in lines), run["proc"].stderr[-3000:]
+    assert any(line.startswith("ft-train: plan: ") for line in lines)
+    assert [line for line in lines if line.startswith("ft-train: epoch ")][-1].startswith("ft-train: epoch 2/2: ")
+    log = (run["out"] / "ft-train.log").read_text()
+    assert "RayTrainWorker" in log  # what the terminal was spared is kept
+
+
 def test_loss_falls(run):
     rows = [json.loads(line) for line in (run["out"] / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if "loss" in r]

@@ -51,7 +51,7 @@ def test_kill_mid_epoch_then_resume(tmp_path, tiny_model, e2e_files, e2e_run):
     resumed = ft_train(["-m", tiny_model, "--train", e2e_files["train"], "--valid", e2e_files["valid"],
                         "-o", out, *E2E_ARGS, "--save-every", "20", "--resume"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"resumed at step {saved['step']} (epoch 1, batch {saved['batch']})" in resumed.stderr
+    assert f"ft-train: resumed at step {saved['step']} (epoch 1, batch {saved['batch']})" in resumed.stderr
     result = json.loads(resumed.stdout)
     assert result["epochs"] == 2
 

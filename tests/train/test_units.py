@@ -387,11 +387,26 @@ def test_zero_choice_counts_the_grown_model_on_the_meta_device(tiny_model):
     assert config.vocab_size == model.config.vocab_size
 
 
-def test_best_epoch_is_chosen_by_one_metric_and_direction(monkeypatch):
+def test_best_epoch_is_chosen_by_one_metric_and_direction():
     from ft_train import worker
 
     assert worker.is_better({"val_ppl": 3.0}, None)
     assert worker.is_better({"val_ppl": 3.0}, {"val_ppl": 4.0})
     assert not worker.is_better({"val_ppl": 5.0}, {"val_ppl": 4.0})
-    monkeypatch.setattr(worker, "SELECT_BY", ("val_accuracy", "max"))  # e.g. a task's accuracy
-    assert worker.is_better({"val_accuracy": 0.9}, {"val_accuracy": 0.8})
+    acc = ("val_accuracy", "max")  # --select-by accuracy
+    assert worker.is_better({"val_accuracy": 0.9, "val_ppl": 9.0}, {"val_accuracy": 0.8, "val_ppl": 1.0}, acc)
+    assert not worker.is_better({"val_accuracy": 0.8, "val_ppl": 9.0}, {"val_accuracy": 0.9, "val_ppl": 1.0}, acc)
+    # a tie in accuracy goes to the lower perplexity
+    assert worker.is_better({"val_accuracy": 0.9, "val_ppl": 1.5}, {"val_accuracy": 0.9, "val_ppl": 2.0}, acc)
+    # before accuracy is measured, perplexity ranks epochs; the first measured epoch beats them all
+    assert worker.is_better({"val_ppl": 1.5}, {"val_ppl": 2.0}, acc)
+    assert worker.is_better({"val_accuracy": 0.0, "val_ppl": 3.0}, {"val_ppl": 1.0}, acc)
+
+
+def test_accuracy_is_measured_in_the_second_half_and_at_least_the_last_three_epochs():
+    from ft_train.worker import accuracy_epochs
+
+    assert list(accuracy_epochs(10)) == [6, 7, 8, 9, 10]
+    assert list(accuracy_epochs(4)) == [2, 3, 4]
+    assert list(accuracy_epochs(2)) == [1, 2]
+    assert list(accuracy_epochs(1)) == [1]

@@ -45,9 +45,6 @@ class Checkpointer:
             return None
         extra = self.engine.load_state(self.out / STATE, info["tag"])
         checkpoint.set_rng_state(extra["rng"][self.rank % len(extra["rng"])])
-        if self.rank == 0:
-            print(f"ft-train: resumed at step {extra['step']} (epoch {extra['epoch'] + 1}, batch {extra['batch']})",
-                  flush=True)
         self.last_save = self.last_write = time.monotonic()
         return extra
 

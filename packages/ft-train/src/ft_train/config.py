@@ -19,8 +19,11 @@ import click
 from ft_common.cli import common_options, model_option, seed_option
 from ft_common.errors import UsageError
 
+from ft_train.recipe import MIN_BATCH_TOKENS, TARGET_STEPS
+
 LAYOUTS = ("pack", "group", "pad")
 ZERO_CHOICES = ("auto", "0", "1", "2", "3")
+SELECT_CHOICES = ("auto", "accuracy", "ppl")
 OFFLOAD_CHOICES = ("auto", "none", "optimizer", "all")
 _FILE = click.Path(dir_okay=False, allow_dash=True)
 # The default --batch-tokens (data.default_batch_tokens): on a GPU enough work per step to keep
@@ -70,16 +73,22 @@ class TrainConfig:
     dtype: str = opt("auto", "auto: bf16 on GPU, fp32 on CPU.", type=click.Choice(["auto", "bf16", "fp32"]))
 
     # --- optimisation ---
-    epochs: int = opt(10, type=click.IntRange(min=1))  # passes over the training rows (the case study: 10)
-    lr: float = opt(1e-4, "Peak learning rate (linear warmup, cosine decay to lr/10).",
-                    type=click.FloatRange(min=0, min_open=True))  # AdamW
-    warmup: float = opt(0.03, "Warmup share of all steps.", type=click.FloatRange(0, 1))
+    # None: chosen by the default recipe (ft_train.recipe) from the model's size and the data
+    epochs: int | None = opt(None, "Passes over the training rows. [default: from the data's size in tokens and "
+                                   "the model's; 10 at most, as the case study]", type=click.IntRange(min=1))
+    lr: float | None = opt(None, "Peak learning rate (linear warmup, cosine decay to lr/10). [default: from the "
+                                 "model's size: 2e-4 at 135M, 3.2e-5 at 1.5B]",
+                           type=click.FloatRange(min=0, min_open=True))  # AdamW
+    warmup: float | None = opt(None, "Warmup share of all steps. [default: 3%, at least 10 steps]",
+                               type=click.FloatRange(0, 1))
     weight_decay: float = opt(0.0, type=float)  # AdamW weight decay
     betas: tuple[float, float] = (0.9, 0.95)  # AdamW betas
     grad_clip: float = 1.0  # gradient-norm clip (0 = off)
-    # 0 = auto (see data.default_batch_tokens); the flag's unset value is None
-    batch_tokens: int = opt(0, f"Padded tokens per worker per micro-step. [default: {GPU_BATCH_TOKENS} on GPU, less "
-                               f"for large models (activations within 60% of its memory); {CPU_BATCH_TOKENS} on CPU]",
+    # 0 = auto (ft_train.recipe within data.default_batch_tokens' cap); the flag's unset value is None
+    batch_tokens: int = opt(0, f"Padded tokens per worker per micro-step. [default: the run's tokens over "
+                               f"{TARGET_STEPS} steps, at least {MIN_BATCH_TOKENS}, at most {GPU_BATCH_TOKENS} on GPU "
+                               f"(less for large models: activations within 60% of its memory) or {CPU_BATCH_TOKENS} "
+                               f"on CPU]",
                             type=click.IntRange(min=1), cli_default=None)
     batch_size: int | None = opt(None, "Instead of --batch-tokens: a fixed number of sequences per micro-step "
                                        "(records, or packed rows).", type=click.IntRange(min=1))
@@ -96,8 +105,16 @@ class TrainConfig:
     # --- checkpoints, early stopping, resume ---
     keep: int = opt(2, "Epoch checkpoints to keep (the best is always kept).", type=click.IntRange(min=1))
     stop_perplexity: float | None = opt(None, "Stop once validation perplexity <= this.", type=float)
-    patience: int | None = opt(None, "Stop after N epochs without a better validation perplexity.",
+    patience: int | None = opt(None, "Stop after N epochs without a better checkpoint (by --select-by).",
                                type=click.IntRange(min=1))
+    # auto: accuracy on a GPU when ft-score has a checker for the records' task (on a CPU, generating
+    # every epoch would cost more than the training); the driver resolves it to accuracy or ppl
+    select_by: str = opt("auto", "Keep the best checkpoint by: accuracy (greedy-generate on a validation sample each "
+                                 "epoch and score it with the task's checker from ft-score), ppl (validation "
+                                 "perplexity), or auto (accuracy on a GPU where the records' task has a checker).",
+                         type=click.Choice(SELECT_CHOICES))
+    eval_samples: int = opt(256, "Validation records generated and scored each epoch for --select-by accuracy.",
+                            type=click.IntRange(min=1))
     save_all: bool = opt(False, "Write every epoch's checkpoint (default: a better one, and the last).")
     save_minutes: float = opt(10.0, "Save the full training state (for --resume) once this many minutes have passed "
                                     "since the last.", type=click.FloatRange(min=0))

@@ -18,17 +18,19 @@ import json
 import os
 import random
 import shutil
-import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ft_common.cli import verbose
 from ft_common.errors import FtError, InputError, UsageError
+from ft_common.jsonl import read_records
 from ft_common.models import folder_fingerprint, resolve_model
-from ft_common.progress import Progress, log
+from ft_common.progress import log
 
-from ft_train import checkpoint, manifest
+from ft_train import checkpoint, manifest, recipe
 from ft_train.config import TrainConfig
+from ft_train.console import Console, MetricsWatcher
 from ft_train.data import (
     DataFile,
     count_tokens,
@@ -38,7 +40,15 @@ from ft_train.data import (
     tokenize_records,
 )
 from ft_train.engine import activation_estimate
-from ft_train.plan import Plan, choose_zero_for, epoch_batches, gpu_memory, steps_per_epoch
+from ft_train.plan import (
+    Plan,
+    choose_zero_for,
+    epoch_batches,
+    gpu_memory,
+    model_shape,
+    steps_per_epoch,
+)
+from ft_train.recipe import Recipe
 from ft_train.tokens import (
     add_tokens,
     check_tokens,
@@ -110,12 +120,12 @@ def prepare(cfg: TrainConfig) -> Prepared:
     tokenizer.save_pretrained(tok_dir)
 
     gpu = _uses_gpu(cfg)
-    if not cfg.batch_tokens:
-        fits = _activations_fit(resolved.path, cfg) if gpu else (lambda tokens: True)  # the estimate matters on a GPU
-        cfg = replace(cfg, batch_tokens=default_batch_tokens(gpu, fits, floor=cfg.ctx_len))
+    all_tokens, loss_tokens = count_tokens(train_rows)
+    cfg, chosen = _apply_recipe(cfg, resolved.path, len(tokenizer), gpu, all_tokens)
+    select_by, eval_records = _selection(cfg, valid.records, gpu)
+    cfg = replace(cfg, select_by=select_by)
     train_batches = epoch_batches(cfg, train_rows)
     steps = steps_per_epoch(cfg, train_batches[0])
-    all_tokens, loss_tokens = count_tokens(train_rows)
     data = {
         "train": {"file": train.name, "sha256": train.sha256, "records": len(train_rows), "truncated": truncated,
                   "tokens": all_tokens, "loss_tokens": loss_tokens},
@@ -128,16 +138,54 @@ def prepare(cfg: TrainConfig) -> Prepared:
         valid_batches=make_batches(valid_rows, cfg.layout, cfg.batch_size, cfg.batch_tokens, cfg.ctx_len, seed=0),
         steps_per_epoch=steps, parent=parent, data=data,
         lineage=manifest.parent_lineage(resolved.path) if is_ft else [],
+        recipe={"lr": cfg.lr, "epochs": cfg.epochs, "batch_tokens": cfg.batch_tokens, "warmup": cfg.warmup,
+                "chosen": list(chosen.chosen), "params": chosen.params, "select_by": select_by,
+                "line": chosen.line(steps)},
+        eval_records=eval_records,
     )
     summary = (f"{len(train_rows)} training records ({all_tokens} tokens, {loss_tokens} in the loss), "
                f"{len(valid_rows)} validation; {truncated + v_truncated} truncated to {cfg.ctx_len} tokens; "
-               f"{len(special)} special tokens, stop {cfg.stop!r}; {steps} steps/epoch x {cfg.epochs}")
+               f"{len(special)} special tokens, stop {cfg.stop!r}")
     return Prepared(plan, summary)
+
+
+def _apply_recipe(cfg: TrainConfig, model_path: str, vocab: int, gpu: bool, tokens: int) -> tuple[TrainConfig, Recipe]:
+    """lr, epochs, batch_tokens and warmup: as given, or by the default recipe (ft_train.recipe),
+    the batch within what fits (data.default_batch_tokens: the GPU budget, halved while a batch's
+    activations would exceed 60% of the GPU's memory; the CPU budget)."""
+    _, params = model_shape(model_path, vocab)
+    cap = cfg.batch_tokens
+    if not cap:
+        fits = _activations_fit(model_path, cfg) if gpu else (lambda tokens: True)  # the estimate matters on a GPU
+        cap = default_batch_tokens(gpu, fits, floor=cfg.ctx_len)
+    chosen = recipe.choose(params=params, tokens_per_epoch=tokens, batch_cap=cap, lr=cfg.lr, epochs=cfg.epochs,
+                           batch_tokens=cfg.batch_tokens or None, warmup=cfg.warmup,
+                           batch_size=cfg.batch_size)
+    cfg = replace(cfg, lr=chosen.lr, epochs=chosen.epochs, batch_tokens=chosen.batch_tokens, warmup=chosen.warmup)
+    return cfg, chosen
+
+
+def _selection(cfg: TrainConfig, valid: list[dict], gpu: bool) -> tuple[str, list[dict]]:
+    """--select-by resolved (accuracy or ppl) and, for accuracy, the validation sample to generate on."""
+    if cfg.select_by == "ppl" or (cfg.select_by == "auto" and not gpu):
+        return "ppl", []
+    from ft_train.valid_accuracy import checker_for, sample
+
+    checker = checker_for(valid)
+    if checker is None:
+        if cfg.select_by == "accuracy":
+            raise UsageError("--select-by accuracy needs ft-score installed and validation records of one task "
+                             "that has a checker (their 'task' key)")
+        return "ppl", []
+    checker.close()
+    return "accuracy", sample(valid, cfg.eval_samples, cfg.seed)
 
 
 def train(cfg: TrainConfig) -> dict:
     """Train; return {"best": path, "best_val_ppl": ..., "epochs": ...}."""
     out = Path(cfg.out_dir)
+    if not _uses_gpu(cfg):  # else DeepSpeed warns, on import, that it found no GPU (the workers inherit it)
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
     made = _first_missing(out) or _first_missing(out / ".work")  # what to remove if prepare fails
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -147,12 +195,22 @@ def train(cfg: TrainConfig) -> dict:
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
         raise
-    cfg = prepared.plan.cfg
+    plan = prepared.plan
+    cfg = plan.cfg
     log(f"ft-train: {prepared.summary}", cfg.quiet)
-    if not cfg.resume:
+    log(f"ft-train: plan: {plan.recipe['line']}; {_engine_words(plan)}; best checkpoint by "
+        f"{'accuracy on ' + str(len(plan.eval_records)) + ' validation records' if plan.eval_records else 'perplexity'}",
+        cfg.quiet)
+    resumed_at = None
+    if cfg.resume:
+        info = checkpoint.latest_state(out)
+        resumed_at = info["step"]
+        log(f"ft-train: resumed at step {resumed_at} (epoch {info['epoch'] + 1}, batch {info['batch']})", cfg.quiet)
+    else:
         (out / "metrics.jsonl").unlink(missing_ok=True)
 
-    run_workers(prepared.plan)
+    started = time.monotonic()
+    run_workers(plan, resumed_at)
 
     man_path = out / "ft-train.json"
     if not man_path.is_file():
@@ -160,8 +218,21 @@ def train(cfg: TrainConfig) -> dict:
     man = json.loads(man_path.read_text())
     best = man["best"]
     shutil.rmtree(out / ".work", ignore_errors=True)  # the tokenizer copy and Ray's run folder
-    return {"best": str(Path(cfg.out_dir) / best["path"]), "best_val_ppl": best["val_ppl"],
-            "epochs": len(man["epochs"])}
+    result = {"best": str(Path(cfg.out_dir) / best["path"]), "best_val_ppl": best["val_ppl"],
+              "epochs": len(man["epochs"])}
+    if "val_accuracy" in best:
+        result["best_val_accuracy"] = best["val_accuracy"]
+    accuracy = f"val accuracy {100 * best['val_accuracy']:.1f}%, " if "val_accuracy" in best else ""
+    log(f"ft-train: best: epoch {best['epoch']} ({accuracy}val ppl {best['val_ppl']:.3f}) -> {result['best']} "
+        f"({time.monotonic() - started:.0f} s training and writing)", cfg.quiet)
+    return result
+
+
+def _engine_words(plan: Plan) -> str:
+    z = plan.zero
+    engine = f"DeepSpeed ZeRO-{z.stage}" if z.deepspeed else "plain PyTorch (ZeRO-0)"
+    offload = f", offload {z.offload}" if z.offload != "none" else ""
+    return f"{engine}{offload}, {'bf16' if z.bf16 else 'fp32'}, {plan.cfg.workers} {plan.device} worker(s)"
 
 
 def _first_missing(path: Path) -> Path | None:
@@ -174,14 +245,10 @@ def _first_missing(path: Path) -> Path | None:
     return missing
 
 
-def run_workers(plan: Plan) -> None:
-    """Run worker.train_loop_per_worker(plan) on cfg.workers Ray Train workers."""
-    import ray
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
-
-    from ft_train.worker import train_loop_per_worker
-
+def run_workers(plan: Plan, resumed_at: int | None = None) -> None:
+    """Run worker.train_loop_per_worker(plan) on cfg.workers Ray Train workers. The terminal
+    shows only ft-train's lines meanwhile; Ray's, DeepSpeed's and the workers' own output goes
+    to OUT_DIR/ft-train.log (console.py; -v shows it instead)."""
     cfg, use_gpu = plan.cfg, plan.device == "cuda"
     if use_gpu and not cfg.address:  # else Ray would wait for GPUs that never come
         import torch
@@ -189,18 +256,38 @@ def run_workers(plan: Plan) -> None:
         if torch.cuda.device_count() < cfg.workers:
             raise UsageError(f"--workers {cfg.workers} needs {cfg.workers} GPUs; this machine has "
                              f"{torch.cuda.device_count()} (use --device cpu, or fewer workers)")
+    out = Path(cfg.out_dir)
+    with Console(out, quiet=cfg.quiet, verbose=verbose()) as console:
+        shown = _metric_lines(out / "metrics.jsonl", resumed_at)
+        watcher = MetricsWatcher(out / "metrics.jsonl", console, plan.total_steps, cfg.epochs, shown)
+        watcher.start()
+        try:
+            _fit_on_ray(plan)
+        except Exception as exc:  # Ray wraps the worker's exception; show its last line
+            raise FtError(f"training failed: {_last_line(exc)} (the whole log: {console.log_path})") from exc
+        finally:
+            watcher.stop()
+
+
+def _fit_on_ray(plan: Plan) -> None:
+    import ray
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from ft_train.worker import train_loop_per_worker
+
+    cfg, use_gpu = plan.cfg, plan.device == "cuda"
     # Ray Train notices the workers have finished at its next health check (2 s by default).
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     if not ray.is_initialized():
         if cfg.address:
-            ray.init(address=cfg.address, log_to_driver=not cfg.quiet, logging_level="WARNING")
+            ray.init(address=cfg.address, logging_level="WARNING")
         else:
             if not use_gpu:
                 # Ray sets OMP_NUM_THREADS to a worker's CPUs (1) when it is unset: on the CPU that
                 # left one of 2 cores idle. The local workers share the machine's cores instead.
                 os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cfg.workers)))
-            ray.init(num_cpus=max(cfg.workers, os.cpu_count() or 1), include_dashboard=False,
-                     log_to_driver=not cfg.quiet, logging_level="WARNING")
+            ray.init(num_cpus=max(cfg.workers, os.cpu_count() or 1), include_dashboard=False, logging_level="WARNING")
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"plan": plan},  # Ray's config is a dict
@@ -210,15 +297,18 @@ def run_workers(plan: Plan) -> None:
                              storage_path=str(Path(cfg.out_dir) / ".work" / "ray"),
                              failure_config=FailureConfig(max_failures=0)),
     )
-    watcher = _ProgressWatcher(Path(cfg.out_dir) / "metrics.jsonl", plan.total_steps, cfg.quiet)
-    watcher.start()
     try:
         trainer.fit()
-    except Exception as exc:  # Ray wraps the worker's exception; show its last line
-        raise FtError(f"training failed: {_last_line(exc)}") from exc
     finally:
-        watcher.stop()
         ray.shutdown()  # stops the log forwarding too (only disconnects from a cluster given with --address)
+
+
+def _metric_lines(path: Path, resumed_at: int | None) -> int:
+    """metrics.jsonl's lines already shown: none, or on a resume those the worker keeps (step <= the state's)."""
+    if resumed_at is None or not path.is_file():
+        return 0
+    rows = read_records(str(path))
+    return sum(1 for r in rows if isinstance(r, dict) and r.get("step", 0) <= resumed_at)
 
 
 def _activations_fit(model_path: str, cfg: TrainConfig):
@@ -250,36 +340,3 @@ def _last_line(exc: BaseException) -> str:
         exc = next(iter(failures.values()))
     lines = [line for line in str(exc).strip().splitlines() if line.strip()]
     return lines[-1] if lines else type(exc).__name__
-
-
-class _ProgressWatcher:
-    """Redraws a stderr progress line from metrics.jsonl while the workers train (terminal only)."""
-
-    def __init__(self, path: Path, total: int, quiet: bool):
-        self.path, self.total = path, total
-        self.progress = Progress("ft-train", total=total, quiet=quiet, unit="steps")
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> None:
-        if self.progress._live:
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=2)
-            self.progress.close()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.5):
-            try:
-                lines = self.path.read_text().splitlines()
-            except OSError:
-                continue
-            steps = [json.loads(line) for line in lines if line.strip()]
-            if not steps:
-                continue
-            last = steps[-1]
-            extra = f"loss {last['loss']:.3f}" if "loss" in last else f"val ppl {last['val_ppl']:.3f}"
-            self.progress.update(max(0, last["step"] - self.progress.count), extra=extra)

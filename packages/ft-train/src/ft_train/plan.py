@@ -10,7 +10,7 @@ refer to the same row dicts, which pickle stores once.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ft_train.config import TrainConfig
 from ft_train.data import make_batches, shard, tokens_per_batch
@@ -41,6 +41,13 @@ class Plan:
     parent: dict  # the manifest's parent, data and lineage (manifest.build)
     data: dict
     lineage: list[dict]
+    recipe: dict = field(default_factory=dict)  # what the default recipe chose (ft_train.recipe), for the manifest
+    eval_records: list[dict] = field(default_factory=list)  # --select-by accuracy: the validation sample
+
+    @property
+    def select_by(self) -> tuple[str, str]:
+        """The metric that picks the best epoch, and which way is better."""
+        return ("val_accuracy", "max") if self.cfg.select_by == "accuracy" else ("val_ppl", "min")
 
     @property
     def total_steps(self) -> int:
@@ -51,7 +58,8 @@ class Plan:
         return {"zero": self.zero.stage, "offload": self.zero.offload,
                 "dtype": "bfloat16" if self.zero.bf16 else "float32", "workers": self.cfg.workers,
                 "device": self.device, "deepspeed": self.zero.deepspeed,
-                "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps}
+                "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps,
+                "select_by": self.cfg.select_by, "recipe": self.recipe}
 
 
 def epoch_batches(cfg: TrainConfig, rows: list[dict]) -> list[list[Batch]]:

@@ -1,20 +1,19 @@
-"""The learning curve: training loss per step and validation perplexity per epoch (curve.png)."""
+"""The learning curve: training loss per step, validation perplexity (and the task checker's
+accuracy, where it was measured) per epoch (curve.png)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ft_common.atomic import atomic_write
+from ft_common.jsonl import read_records
 
 
 def read_metrics(path: Path) -> tuple[list[dict], list[dict]]:
     steps, epochs = [], []
     if path.is_file():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                m = json.loads(line)
-                (epochs if "val_ppl" in m else steps).append(m)
+        for m in read_records(str(path)):
+            (epochs if "val_ppl" in m else steps).append(m)
     return steps, epochs
 
 
@@ -32,6 +31,11 @@ def plot_curve(metrics_path: Path, out_png: Path) -> None:
     if epochs:
         ax1.plot([m["step"] for m in epochs], [m["train_loss"] for m in epochs], "o-", label="train loss (epoch mean)")
         ax2.plot([m["epoch"] for m in epochs], [m["val_ppl"] for m in epochs], "o-", color="C1")
+        measured = [m for m in epochs if m.get("val_accuracy") is not None]
+        if measured:
+            acc = ax2.twinx()
+            acc.plot([m["epoch"] for m in measured], [100 * m["val_accuracy"] for m in measured], "s--", color="C2")
+            acc.set_ylabel("validation accuracy, % (task checker)", color="C2")
     ax1.set_xlabel("optimizer step")
     ax1.set_ylabel("loss")
     ax1.legend()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from ft_common.jsonl import read_records
 
 from ft_train import manifest
 from ft_train.checkpointer import Checkpointer
@@ -37,16 +39,31 @@ from ft_train.plan import Plan
 from ft_train.plot import plot_curve
 from ft_train.tokens import resize_embeddings
 
-# The metric that picks the best epoch (the `best` link, --patience), and whether lower or higher
-# is better. An evaluate() that returns another metric (a task's accuracy, "max") can be chosen here.
-SELECT_BY = ("val_ppl", "min")
+# The metric that picks the best epoch (the `best` link, --patience) and whether lower or higher is
+# better: Plan.select_by, validation perplexity or the task checker's accuracy (--select-by).
+PPL = ("val_ppl", "min")
 
 
-def is_better(metrics: dict, best: dict | None) -> bool:
-    key, direction = SELECT_BY
-    if best is None:
-        return True
-    return metrics[key] < best[key] if direction == "min" else metrics[key] > best[key]
+def rank_key(metrics: dict, select_by: tuple[str, str]) -> tuple:
+    """Higher is better: the selection metric, then perplexity, which breaks ties and ranks the
+    epochs before the first accuracy (an epoch with an accuracy beats every epoch without)."""
+    key, direction = select_by
+    value = metrics.get(key)
+    if key == "val_ppl" or value is None:
+        return (-1.0, -metrics["val_ppl"]) if key != "val_ppl" else (-metrics["val_ppl"],)
+    return (value if direction == "max" else -value, -metrics["val_ppl"])
+
+
+def is_better(metrics: dict, best: dict | None, select_by: tuple[str, str] = PPL) -> bool:
+    return best is None or rank_key(metrics, select_by) > rank_key(best, select_by)
+
+
+def accuracy_epochs(epochs: int) -> range:
+    """The epochs (1-based) that generate and score for --select-by accuracy: the second half of
+    the run, at least the last three. The best epoch is nearly always late, and generating
+    every epoch would cost a small model's run more than half its training time again."""
+    first = max(1, epochs - max(3, -(-epochs // 2)) + 1)
+    return range(first, epochs + 1)
 
 
 class CausalLMLoss(torch.nn.Module):
@@ -119,7 +136,7 @@ class Progress:
     epoch: int = 0  # the epoch to start in
     batch: int = 0  # its batches already trained (a resume mid-epoch)
     history: list[dict] = field(default_factory=list)  # one row per epoch
-    best: dict | None = None  # {"epoch", SELECT_BY's metric, "path"}
+    best: dict | None = None  # {"epoch", "val_ppl", "val_accuracy" (if measured), "path"}
     carried: list[float] = field(default_factory=lambda: [0.0, 0.0])  # the interrupted epoch's (loss sum, tokens)
 
     def state(self, epoch: int, batch: int, epoch_loss: list[float]) -> dict:
@@ -166,47 +183,81 @@ class Worker:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
         self.engine = make_engine(CausalLMLoss(self.model), cfg, plan.zero, self.device, self.world, plan.total_steps)
-        if self.rank == 0:
-            print(f"ft-train: {json.dumps(plan.resolved())}", flush=True)
+        self.tokenizer = tokenizer
         self.ckpt = Checkpointer(cfg, self.engine, self.rank, self.model, tokenizer, plan.stop_id)
         self.metrics: Metrics | None = None
         self.ray_parent = 0
 
     def fit(self) -> None:
-        import ray.train
-
         cfg, out = self.cfg, Path(self.cfg.out_dir)
         extra = self.ckpt.restore()
         p = Progress.restored(extra, self.rank) if extra else Progress()
         self.metrics = Metrics(out / "metrics.jsonl", self.rank, p.step if extra else None)
         self.ray_parent = os.getppid()
-        for epoch in range(p.epoch, cfg.epochs):
-            train_loss = self.train_epoch(epoch, p)
-            row = {"epoch": epoch + 1, "step": p.step, "train_loss": train_loss,
-                   **evaluate(self.engine, shard(self.plan.valid_batches, self.rank, self.world), cfg, self.pad_id),
-                   "time": time.time()}
-            p.history.append(row)
-            self.metrics.write(row)
-            improved = is_better(row, p.best)
-            if improved:
-                key = SELECT_BY[0]
-                p.best = {"epoch": epoch + 1, key: row[key], "path": f"checkpoints/epoch-{epoch + 1}"}
-            # every rank sees the same numbers, so every rank decides alike
-            stopped = self.stop_reason(row, p.best, epoch)
-            last = stopped is not None or epoch + 1 == cfg.epochs
-            if improved or last or cfg.save_all:
-                self.checkpoint_epoch(epoch + 1, p, improved, last)
-            if not last and (all_sum(self.ckpt.clock_due())[0] > 0 or cfg.save_every):
-                self.ckpt.save_state(p.state(epoch + 1, 0, [0.0, 0.0]))
-            ray.train.report({**row, "best_epoch": p.best["epoch"], f"best_{SELECT_BY[0]}": p.best[SELECT_BY[0]]})
-            if stopped:
-                if self.rank == 0:
-                    print(f"ft-train: stopping early after epoch {epoch + 1}: {stopped}", flush=True)
-                break
+        checker = self.checker()
+        try:
+            for epoch in range(p.epoch, cfg.epochs):
+                if self.run_epoch(epoch, p, checker):
+                    break
+        finally:
+            if checker is not None:
+                checker.close()
+        plotter = threading.Thread(target=plot_curve, args=(out / "metrics.jsonl", out / "curve.png"))
+        if self.rank == 0:  # drawn while the last checkpoint is written, not after
+            plotter.start()
         self.ckpt.finish()
         self.metrics.close()
-        if self.rank == 0:
-            plot_curve(out / "metrics.jsonl", out / "curve.png")
+        if plotter.is_alive():
+            plotter.join()
+
+    def run_epoch(self, epoch: int, p: Progress, checker) -> bool:
+        """Train, validate, pick the best, checkpoint, save state when due; True: stop early."""
+        import ray.train
+
+        cfg, select_by = self.cfg, self.plan.select_by
+        t0 = time.time()
+        train_loss = self.train_epoch(epoch, p)
+        t1 = time.time()
+        row = {"epoch": epoch + 1, "step": p.step, "train_loss": train_loss, "train_s": t1 - t0,
+               **evaluate(self.engine, shard(self.plan.valid_batches, self.rank, self.world), cfg, self.pad_id)}
+        if checker is not None and epoch + 1 in accuracy_epochs(cfg.epochs):
+            row.update(self.accuracy(checker))
+        row.update({"eval_s": time.time() - t1, "time": time.time()})
+        improved = is_better(row, p.best, select_by)
+        if improved:
+            p.best = {"epoch": epoch + 1, "val_ppl": row["val_ppl"], "path": f"checkpoints/epoch-{epoch + 1}"}
+            if "val_accuracy" in row:
+                p.best["val_accuracy"] = row["val_accuracy"]
+        # every rank sees the same numbers, so every rank decides alike
+        stopped = self.stop_reason(row, p.best, epoch)
+        row.update({"best_epoch": p.best["epoch"], **({"stopped": stopped} if stopped else {})})
+        p.history.append(row)
+        self.metrics.write(row)
+        last = stopped is not None or epoch + 1 == cfg.epochs
+        if improved or last or cfg.save_all:
+            self.checkpoint_epoch(epoch + 1, p, improved, last)
+        if not last and (all_sum(self.ckpt.clock_due())[0] > 0 or cfg.save_every):
+            self.ckpt.save_state(p.state(epoch + 1, 0, [0.0, 0.0]))
+        ray.train.report({k: v for k, v in row.items() if isinstance(v, int | float)})
+        return stopped is not None
+
+    def checker(self):
+        """The task's checker for --select-by accuracy (this rank's own: SQL's is a worker process)."""
+        if not self.plan.eval_records:
+            return None
+        from ft_train.valid_accuracy import checker_for
+
+        return checker_for(self.plan.eval_records)
+
+    def accuracy(self, checker) -> dict:
+        """{"val_accuracy", "val_n", "val_errors", "val_gen_s"} on the plan's validation sample."""
+        from ft_train.valid_accuracy import valid_accuracy
+
+        with self.engine.autocast():
+            return valid_accuracy(self.model, self.tokenizer, self.plan.eval_records, self.plan.stop_id,
+                                  checker=checker, device=self.device,
+                                  batch_size=len(self.plan.eval_records) if self.device.type == "cuda" else 32,
+                                  rank=self.rank, world=self.world, synced_gpus=self.plan.zero.stage == 3)
 
     def train_epoch(self, epoch: int, p: Progress) -> float:
         """Train this rank's share of the epoch's batches (from p.batch on); the mean train loss, all ranks."""
@@ -260,7 +311,8 @@ class Worker:
         if cfg.stop_perplexity is not None and row["val_ppl"] <= cfg.stop_perplexity:
             return f"validation perplexity {row['val_ppl']:.3f} <= {cfg.stop_perplexity}"
         if cfg.patience is not None and epoch + 1 - best["epoch"] >= cfg.patience:
-            return f"no better validation perplexity for {cfg.patience} epochs"
+            metric = "accuracy" if self.plan.select_by[0] == "val_accuracy" else "perplexity"
+            return f"no better validation {metric} for {cfg.patience} epochs"
         return None
 
     def checkpoint_epoch(self, epoch: int, p: Progress, improved: bool, last: bool) -> None:
@@ -299,9 +351,9 @@ class Metrics:
 def _truncate_metrics(path: Path, step: int) -> None:
     if not path.is_file():
         return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    keep = [r for r in read_records(str(path)) if r["step"] <= step]
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in keep))
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
     os.replace(tmp, path)
 
 

@@ -1,0 +1,160 @@
+"""Time to accuracy: what ft-train's plain command gives, against fixed settings, per task.
+
+Each run is the user's pipeline: `ft-train` (timed from the command's start to its exit), then
+`ft-infer` on the task's validation records with the best checkpoint and `ft-score`. One JSON
+entry per run, appended to --out as it finishes (a cut-short call keeps what it measured):
+
+    {"task", "model", "command", "flags", "optimizer_steps", "train_s", "wall_s",
+     "valid_accuracy", "n_valid", "gpu", ...}
+
+train_s is the workers' training time from the manifest (first step to the last epoch's end, less
+the validation passes); wall_s is ft-train's command, start to exit.
+
+    python bench/time_to_accuracy.py --data .carry/data --model M.gguf --runs viggo-plain,viggo-old \
+        --out results/bench/time_to_accuracy.json --work /tmp/tta
+
+The record files are scripts/make_gpu_data.sh's. `--list` prints the runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# task -> training file, validation file for training, files to generate for (the first is scored
+# here; the rest are kept for scoring elsewhere, e.g. Spider, whose databases stay on the CPU host),
+# ft-infer's --max-new-tokens, ft-score's arguments.
+TASKS = {
+    "viggo": ("viggo-train", "viggo-valid", ["viggo-valid"], 128, ["viggo", "--extract", "strict"]),
+    "sql": ("sql-train", "sql-valid-wikisql", ["sql-valid-wikisql", "sql-valid-spider"], 160, ["sql"]),
+    "gsm8k": ("gsm8k-train", "gsm8k-valid", ["gsm8k-valid"], 320, ["gsm8k", "--extract", "strict"]),
+}
+
+# name -> (task, flags). "plain" is the README's command; the others are the fixed settings it replaces.
+RUNS = {
+    "viggo-plain": ("viggo", []),
+    "viggo-old-default": ("viggo", ["--lr", "1e-4", "--batch-tokens", "24576", "--epochs", "10", "--warmup", "0.03",
+                                    "--select-by", "ppl"]),
+    "viggo-reproduce": ("viggo", ["--lr", "2e-4", "--batch-tokens", "24576", "--epochs", "10", "--warmup", "0.03",
+                                  "--select-by", "ppl"]),
+    "viggo-plain-ppl": ("viggo", ["--select-by", "ppl"]),
+    "viggo-lr4e-4": ("viggo", ["--lr", "4e-4"]),
+    "viggo-11k-lr3e-4": ("viggo", ["--lr", "3e-4", "--batch-tokens", "11264"]),
+    "sql-plain": ("sql", []),
+    "sql-tuned": ("sql", ["--epochs", "2", "--lr", "2e-4", "--batch-size", "32", "--warmup", "0.03", "--select-by", "ppl"]),
+    "gsm8k-plain": ("gsm8k", []),
+    "gsm8k-tuned": ("gsm8k", ["--epochs", "3", "--lr", "1e-4", "--batch-size", "32", "--warmup", "0.03",
+                              "--select-by", "ppl"]),
+}
+
+
+def gpu_name() -> str:
+    try:
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def train_seconds(manifest: dict) -> float | None:
+    """The workers' training time: the epochs' train_s (ft-train's epoch rows), validation not included."""
+    times = [e.get("train_s") for e in manifest["epochs"]]
+    return round(sum(times), 1) if times and None not in times else None
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def median(values: list[float]) -> float | None:
+    values = sorted(values)
+    return round(values[len(values) // 2]) if values else None
+
+
+def run(name: str, args, gpu: str) -> dict:
+    task, flags = RUNS[name]
+    train, valid, evals, max_new, score_args = TASKS[task]
+    data, work = Path(args.data), Path(args.work)
+    out = work / name
+    if out.exists():
+        subprocess.run(["rm", "-rf", str(out)], check=True)
+    cmd = ["ft-train", "-m", args.model, "--train", str(data / f"{train}.jsonl"),
+           "--valid", str(data / f"{valid}.jsonl"), "-o", str(out), *flags, *args.extra]
+    t0 = time.time()
+    with open(work / f"{name}.train.log", "w") as err, open(work / f"{name}.train.json", "w") as so:
+        rc = subprocess.run(cmd, stdout=so, stderr=err).returncode
+    wall = time.time() - t0
+    entry = {"name": name, "task": task, "model": Path(args.model).name, "command": shlex.join(cmd),
+             "flags": flags, "rc": rc, "wall_s": round(wall, 1), "gpu": gpu}
+    if rc != 0:
+        return entry
+    manifest = json.loads((out / "ft-train.json").read_text())
+    entry.update({
+        "optimizer_steps": manifest["resolved"].get("total_steps"),
+        "epochs_run": len(manifest["epochs"]),
+        "best_epoch": manifest["best"]["epoch"],
+        "train_s": train_seconds(manifest),
+        "eval_s": round(sum(e.get("eval_s", 0) for e in manifest["epochs"]), 1),
+        "recipe": manifest["resolved"].get("recipe"),
+        "peak_mem_gb": max((m.get("peak_mem_gb", 0) for m in read_jsonl(out / "metrics.jsonl")), default=None),
+        "tokens_per_s_median": median([m["tokens_per_s"] for m in read_jsonl(out / "metrics.jsonl")
+                                       if "tokens_per_s" in m][1:]),
+        "per_epoch": [{k: e.get(k) for k in ("epoch", "train_s", "eval_s", "val_ppl", "val_accuracy", "val_n",
+                                             "val_gen_s")}
+                      for e in manifest["epochs"]],
+    })
+    for i, part in enumerate(evals):
+        comp = work / f"{name}.{part}.jsonl"
+        t1 = time.time()
+        subprocess.run(["ft-infer", "-q", "-m", str(out / "best"), str(data / f"{part}.jsonl"), "-o", str(comp),
+                        "--max-new-tokens", str(max_new)], check=True)
+        entry.setdefault("infer_s", {})[part] = round(time.time() - t1, 1)
+        if i == 0:
+            summary = work / f"{name}.{part}.summary.json"
+            subprocess.run(["ft-score", *score_args, str(comp), "-q", "-o", str(work / f"{name}.{part}.scored.jsonl"),
+                            "--summary", str(summary)], check=True)
+            s = json.loads(summary.read_text())
+            entry.update({"valid_accuracy": s["accuracy"], "n_valid": s["n"], "valid_file": part})
+    for f in ("ft-train.json", "metrics.jsonl", "curve.png", "ft-train.log"):
+        if (out / f).exists():
+            subprocess.run(["cp", str(out / f), str(work / f"{name}.{f}")], check=False)
+    return entry
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=".carry/data")
+    ap.add_argument("--model")
+    ap.add_argument("--runs", default="viggo-plain")
+    ap.add_argument("--out", default="runs/time_to_accuracy.json")
+    ap.add_argument("--work", default="runs/tta")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("extra", nargs="*", help="ft-train flags added to every run (after --)")
+    args = ap.parse_args()
+    if args.list:
+        for name, (task, flags) in RUNS.items():
+            print(f"{name:20} {task:6} {' '.join(flags) or '(plain command)'}")
+        return
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.is_file() else []
+    gpu = gpu_name()
+    for name in args.runs.split(","):
+        entry = run(name, args, gpu)
+        results.append(entry)
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(results, indent=1) + "\n")
+        os.replace(tmp, out)
+        print(json.dumps({k: entry.get(k) for k in ("name", "rc", "wall_s", "train_s", "optimizer_steps",
+                                                     "valid_accuracy", "best_epoch")}), file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# On the air-gapped GPU machine: issue 13's time-to-accuracy runs (bench/time_to_accuracy.py),
+# after earlier calls copied the bundle pieces (.carry/sN, from carry_split.sh) to /tmp/stage and,
+# for the 0.5B runs, the model's pieces (.carry/qN) to /tmp/stageq. The phase call carries
+# .carry/src (a snapshot of the packages). Results, manifests, metrics, logs and completions
+# (no weights) are packed into $OUT/NAME.tgz even when the call is cut short.
+#
+#   bash tools/airgap-gpu/recipe_phase.sh NAME RUNS [MODEL]
+#   RUNS: comma-separated names from `python bench/time_to_accuracy.py --list`
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+name=${1:?usage: recipe_phase.sh NAME RUNS [MODEL]}
+runs=${2:?usage: recipe_phase.sh NAME RUNS [MODEL]}
+model=${3:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
+source tools/airgap-gpu/unstage.sh || exit 1
+if [ -d /tmp/stageq ] && [ ! -s models/Qwen2.5-Coder-0.5B-Instruct-AWQ.gguf ]; then
+  bash tools/airgap-gpu/carry_join.sh /tmp/stageq models/Qwen2.5-Coder-0.5B-Instruct-AWQ.gguf || exit 1
+fi
+W=/tmp/tta/$name; mkdir -p "$W"
+pack() { (cd "$W" && tar -czf "$OUT/$name.tgz" --exclude='./*/checkpoints' --exclude='./*/best' --exclude='./*/state' \
+  --exclude='./*/.work' .); }
+trap pack EXIT
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >&2
+# The SQL checker's jail (seccomp, rlimits) on this host: five references scored as completions.
+head -5 .carry/data/sql-valid-wikisql.jsonl | python3 -c 'import json,sys; [print(json.dumps({**r, "completion": r["meta"]["reference"], "finish_reason": "stop"})) for r in map(json.loads, sys.stdin)]' \
+  | ft-score sql -q --summary /tmp/preflight.json > /dev/null && cat /tmp/preflight.json >&2 || log "sql checker preflight failed"
+timeout "${PHASE_TIMEOUT:-540}" python3 bench/time_to_accuracy.py --data .carry/data --model "$model" --runs "$runs" \
+  --out "$W/time_to_accuracy.json" --work "$W"
+log "phase $name done"
