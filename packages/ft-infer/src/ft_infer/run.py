@@ -1,5 +1,6 @@
 """What `ft-infer` does between its flags and its output, as library functions.
 
+`infer_file`: the whole command (read, generate, write, the summary on stderr).
 `input_records`: the records to generate for, after --limit and --resume, and how many
 (for the ETA). `generate`: the completions, from one local engine or from Ray Data
 replicas (--ray); both build the engine from the same `engine_args` (make_engine's
@@ -12,12 +13,35 @@ from collections.abc import Iterable, Iterator
 
 from ft_common.cli import take
 from ft_common.errors import UsageError
-from ft_common.jsonl import STDIO, display_name, read_records
+from ft_common.jsonl import STDIO, display_name, open_output, read_records
 from ft_common.progress import Progress, log
 
 from ft_infer.batching import Stats, infer
-from ft_infer.engines import make_engine
+from ft_infer.engines import make_engine, pick_engine
 from ft_infer.resume import resume_point, skip_done, unique_ids
+
+
+def infer_file(input: str, output: str, engine_args: dict, *, window: int | None = None,
+               default_stop: tuple[str, ...] = (), limit: int | None = None, resume: bool = False,
+               use_ray: bool = False, ray_address: str | None = None, replicas: int | None = None,
+               quiet: bool = False) -> Stats:
+    """`ft-infer INPUT -o OUTPUT`: every record of INPUT with its completion, written to OUTPUT
+    (appended to with `resume`); progress and a summary line on stderr. `engine_args` are
+    make_engine's keyword arguments, with `name` as given (auto is resolved here)."""
+    engine_args = {**engine_args, "name": pick_engine(engine_args["name"])}
+    records, total = input_records(input, output, limit=limit, resume=resume, quiet=quiet)
+    if window is None:
+        window = default_window(engine_args["name"], engine_args.get("batch_size"), engine_args.get("concurrency", 8))
+    stats = Stats()
+    progress = Progress("ft-infer", total=total, quiet=quiet)
+    results = generate(records, engine_args, window=window, default_stop=default_stop, stats=stats,
+                       progress=progress, use_ray=use_ray, ray_address=ray_address, replicas=replicas, quiet=quiet)
+    with open_output(output, append=resume) as writer:
+        writer.write_all(results)
+    progress.close()
+    if stats.records:
+        log(f"ft-infer: {stats.summary()}", quiet)
+    return stats
 
 
 def input_records(path: str, output: str, *, limit: int | None = None, resume: bool = False,

@@ -8,7 +8,6 @@ import json
 
 import click
 from ft_common.cli import CONTEXT_SETTINGS, common_options, output_option, run, verbose_option
-from ft_common.progress import log
 from ft_common.tasks import TASKS
 
 from ft_score import report as report_lib
@@ -73,12 +72,7 @@ def report(runs, output, chart_path, labels, title, quiet):
       ft-infer -m ckpt < valid.jsonl | ft-score generic -q | ft-score report - --chart acc.png
       ft-score report tuned.jsonl base.jsonl --label 'tuned=SmolLM2-135M|fine-tuned' -o table.md
     """
-    loaded = report_lib.load_runs(list(runs), list(labels))
-    if chart_path:
-        report_lib.chart(loaded, chart_path, title)
-    report_lib.write(report_lib.markdown(loaded), output)
-    if chart_path:
-        log(f"ft-score report: {len(loaded)} runs, chart {chart_path}", quiet)
+    report_lib.report(runs, labels, output, chart_path, title, quiet)
 
 
 def main() -> None:

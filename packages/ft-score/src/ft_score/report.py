@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ft_common.errors import InputError, UsageError, require_module
 from ft_common.jsonl import STDIO, display_name, read_records
+from ft_common.progress import log
 
 from ft_score.summary import Summary
 
@@ -219,3 +220,15 @@ def chart(runs: list[Run], path: str, title: str = TITLE) -> None:
     with atomic_write(path, "wb", encoding=None) as fh:
         fig.savefig(fh, format="png", dpi=110)
     plt.close(fig)
+
+
+def report(paths: list[str], labels: list[str] = (), output: str = STDIO, chart_path: str | None = None,
+           title: str = TITLE, quiet: bool = False) -> list[Run]:
+    """`ft-score report`: the Markdown tables to `output`, and the chart when `chart_path` is given."""
+    runs = load_runs(list(paths), list(labels))
+    if chart_path:
+        chart(runs, chart_path, title)
+    write(markdown(runs), output)
+    if chart_path:
+        log(f"ft-score report: {len(runs)} runs, chart {chart_path}", quiet)
+    return runs

@@ -5,7 +5,7 @@
                              generation_config.json (eos = the stop token), the tokenizer
                              with the added tokens, ft-train.json (manifest),
                              ft-train-config.json (the TrainConfig)
-      best -> checkpoints/epoch-N   the lowest validation perplexity so far
+      best -> checkpoints/epoch-N   the best epoch so far (--select-by: accuracy or perplexity)
       state/                 the full training state for --resume (DeepSpeed or torch
                              files under a step-S tag, and latest.json naming the tag)
 

@@ -20,9 +20,11 @@ Examples:
   ft-train ... -o runs/task --resume        # continue a killed run
 
 \b
-Writes OUT_DIR/checkpoints/epoch-N (Hugging Face folders), OUT_DIR/best (link to the lowest
-validation perplexity), ft-train.json (manifest), metrics.jsonl, curve.png, state/ (for --resume).
-stdout: one JSON object at the end: {"best": PATH, "best_val_ppl": X, "epochs": N}.
+Writes OUT_DIR/checkpoints/epoch-N (Hugging Face folders), OUT_DIR/best (link to the best epoch:
+the task checker's accuracy, or validation perplexity; see --select-by), ft-train.json (manifest),
+metrics.jsonl, curve.png, ft-train.log (Ray's and the workers' output), state/ (for --resume).
+stdout: one JSON object at the end: {"best": PATH, "best_val_ppl": X, "epochs": N} (and
+"best_val_accuracy" when chosen by accuracy).
 """
 
 
@@ -32,8 +34,9 @@ def cli(**params) -> None:
     """Fine-tune every parameter of a causal LM on prompt/target records.
 
     Ray Train workers, DeepSpeed ZeRO (or plain PyTorch when that is fastest),
-    the records' special tokens added, validation perplexity each epoch, the
-    best checkpoint kept.
+    the records' special tokens added, the learning rate, epochs and batch chosen
+    from the model and the data unless given, validation perplexity (and on a GPU
+    the task checker's accuracy) each epoch, the best checkpoint kept.
     """
     cfg = TrainConfig.from_cli(params)
     from ft_train.driver import train

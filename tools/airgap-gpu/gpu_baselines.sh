@@ -2,7 +2,7 @@
 # On the GPU machine (after gpu_unstage.sh and the Qwen pieces in /tmp/qstage): the
 # prompted baselines of docs/results.md, with the same record files as the fine-tuned runs.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 source tools/airgap-gpu/gpu_env.sh
 qwen=models/Qwen2.5-Coder-1.5B-Instruct.Q4_K_M.gguf
 if [ ! -s "$qwen" ]; then

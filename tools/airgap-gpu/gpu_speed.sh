@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# On the GPU machine, after tools/airgap-gpu/gpu_unstage.sh: the speed benchmarks of ft-infer and
+# On the air-gapped GPU machine, after gpu_unstage.sh: the speed benchmarks of ft-infer and
 # ft-train (docs/benchmarks.md), logs and JSON to $OUT (or /tmp/speed).
 #
-#   bash bench/gpu_speed.sh infer-viggo   # bench_infer (naive, hf, hf-static) + ViGGO time-to-model
-#   FT_ARGS=... bash bench/gpu_speed.sh viggo  # ViGGO default (+ FT_ARGS), fp32 naive vs hf outputs
-#   bash bench/gpu_speed.sh tp-135m       # default vs plain loop vs the case study, SmolLM2-135M
-#   bash bench/gpu_speed.sh tp-1.5b       # the same at 1.5B (Qwen2.5-1.5B's config, random weights)
+#   bash tools/airgap-gpu/gpu_speed.sh infer-viggo   # bench_infer (naive, hf, hf-static) + ViGGO time-to-model
+#   FT_ARGS=... bash tools/airgap-gpu/gpu_speed.sh viggo  # ViGGO default (+ FT_ARGS), fp32 naive vs hf outputs
+#   bash tools/airgap-gpu/gpu_speed.sh tp-135m       # default vs plain loop vs the case study, SmolLM2-135M
+#   bash tools/airgap-gpu/gpu_speed.sh tp-1.5b       # the same at 1.5B (Qwen2.5-1.5B's config, random weights)
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 source tools/airgap-gpu/gpu_env.sh
 out=${OUT:-/tmp/speed}
 mkdir -p "$out"
