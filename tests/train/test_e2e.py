@@ -89,3 +89,23 @@ def test_best_checkpoint_loads_and_stops_at_end_a(run, e2e_files):
         ended += int(out[0, -1]) == end_id
     # A 2-layer, 64-dim random model after 2 short epochs: most, not always all, answers end.
     assert ended >= 9, f"{ended}/12 greedy generations ended at {END_A}"
+
+
+def test_timing(run):
+    """The manifest's timing block: seconds before the first step, in training, after the last,
+    and every phase mark in order; the checkpoints' copies carry none."""
+    man = json.loads((run["out"] / "ft-train.json").read_text())
+    t, phases = man["timing"], man["timing"]["phases"]
+    expected = ["prepare", "ray_init", "worker_start", "workers_ready", "first_step", "last_epoch_end",
+                "checkpoint_written", "fit_returned", "ray_shutdown", "exit"]
+    assert list(phases) == expected, phases  # the marks, in the order they happen
+    assert all(v >= 0 for v in phases.values())
+    assert t["start_to_first_step_s"] == phases["first_step"] > 0
+    assert t["last_step_to_exit_s"] == pytest.approx(phases["exit"] - phases["last_epoch_end"], abs=1e-3)
+    assert t["train_s"] == pytest.approx(sum(e["train_s"] for e in man["epochs"]), abs=1e-2)
+    assert t["eval_s"] == pytest.approx(sum(e["eval_s"] for e in man["epochs"]), abs=1e-2)
+    assert t["train_s"] + t["eval_s"] <= phases["last_epoch_end"] - phases["first_step"] + 0.01
+    assert phases["exit"] <= run["seconds"]  # the marks count from the process's start
+    assert "timing" not in json.loads((run["out"] / "best" / "ft-train.json").read_text())
+    last = run["proc"].stderr.strip().splitlines()[-1]
+    assert "s to the first step, " in last and "s after the last)" in last, last

@@ -410,3 +410,40 @@ def test_accuracy_is_measured_in_the_second_half_and_at_least_the_last_three_epo
     assert list(accuracy_epochs(4)) == [2, 3, 4]
     assert list(accuracy_epochs(2)) == [1, 2]
     assert list(accuracy_epochs(1)) == [1]
+
+def test_timing_from_marks():
+    from ft_train.manifest import timing
+
+    driver = {"start": 100.0, "prepare": 102.0, "ray_init": 104.0, "fit_returned": 120.5, "exit": 121.0}
+    worker = {"marks": {"workers_ready": 109.5, "first_step": 110.0, "last_epoch_end": 120.0}, "train_s": 8.0,
+              "eval_s": 1.0}
+    t = timing(driver, worker)
+    assert t["start_to_first_step_s"] == 10.0 and t["last_step_to_exit_s"] == 1.0
+    assert t["train_s"] == 8.0 and t["eval_s"] == 1.0
+    assert list(t["phases"]) == ["prepare", "ray_init", "workers_ready", "first_step", "last_epoch_end",
+                                 "fit_returned", "exit"]
+    # no worker marks (it died before writing them): the numbers still add up
+    t = timing(driver, {})
+    assert t["start_to_first_step_s"] == 21.0 and t["last_step_to_exit_s"] == 0.0 and t["train_s"] == 0.0
+
+
+def test_watcher_calls_on_last_epoch_once(tmp_path):
+    from ft_train.console import Console, MetricsWatcher
+
+    path = tmp_path / "metrics.jsonl"
+    rows = [{"step": 1, "epoch": 1, "loss": 1.0}, {"epoch": 1, "step": 1, "train_loss": 1.0, "val_ppl": 2.0},
+            {"epoch": 2, "step": 2, "train_loss": 1.0, "val_ppl": 2.0}]
+    calls = []
+    watcher = MetricsWatcher(path, Console(tmp_path, quiet=True), 2, 2, on_last_epoch=lambda: calls.append(1))
+    path.write_text(json.dumps(rows[0]) + "\n" + json.dumps(rows[1]) + "\n")
+    watcher.poll()
+    assert calls == []
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    watcher.poll()
+    watcher.poll()
+    assert calls == [1]
+    # a run that stops early ends at the row saying so
+    stopped = MetricsWatcher(path, Console(tmp_path, quiet=True), 10, 10, on_last_epoch=lambda: calls.append(2))
+    path.write_text(json.dumps({**rows[1], "stopped": "no better validation perplexity for 1 epochs"}) + "\n")
+    stopped.poll()
+    assert calls == [1, 2]

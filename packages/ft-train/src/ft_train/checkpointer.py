@@ -19,6 +19,8 @@ import json
 import time
 from pathlib import Path
 
+from ft_common.atomic import atomic_write
+
 from ft_train import checkpoint
 from ft_train.checkpoint import STATE
 from ft_train.dist import all_gather, barrier
@@ -102,4 +104,5 @@ class Checkpointer:
         if improved:
             checkpoint.point_best(self.out, epoch)
         checkpoint.prune(self.out, self.cfg.keep, man["best"]["epoch"])
-        (self.out / "ft-train.json").write_text(json.dumps(man, indent=2) + "\n")
+        with atomic_write(self.out / "ft-train.json") as fh:  # a killed run leaves the last one whole
+            fh.write(json.dumps(man, indent=2) + "\n")

@@ -29,6 +29,7 @@ class Console:
         self.quiet, self.verbose = quiet, verbose
         self._saved: list[tuple[int, int]] = []
         self._term = None
+        self.live = False  # a progress bar is drawn (set on entering: stderr is a terminal, not -q)
         self._bar = ""  # the progress bar now on screen ("" when none)
         self._lock = threading.Lock()
 
@@ -100,10 +101,13 @@ def _width() -> int:
 
 class MetricsWatcher:
     """Follows OUT_DIR/metrics.jsonl while the workers train: the progress bar from step lines
-    (step/total, epoch, loss, tokens/s, ETA), one console line per epoch row."""
+    (step/total, epoch, loss, tokens/s, ETA), one console line per epoch row; on_last_epoch() once
+    the last epoch's row (the last of --epochs, or one that stopped early) is there."""
 
-    def __init__(self, path: Path, console: Console, total_steps: int, epochs: int, start_line: int = 0):
+    def __init__(self, path: Path, console: Console, total_steps: int, epochs: int, start_line: int = 0,
+                 on_last_epoch=None):
         self.path, self.console, self.total, self.epochs = path, console, total_steps, epochs
+        self.on_last_epoch = on_last_epoch
         self._seen = start_line  # lines already shown (a resumed run's earlier epochs)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ft-train-progress", daemon=True)
@@ -136,6 +140,8 @@ class MetricsWatcher:
         for row in rows:
             if "val_ppl" in row:
                 self.console.line(epoch_line(row, self.epochs))
+                if self.on_last_epoch and (row["epoch"] == self.epochs or row.get("stopped")):
+                    self.on_last_epoch()
             elif "loss" in row:
                 self.console.bar(self._bar_text(row))
 

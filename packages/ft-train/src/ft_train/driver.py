@@ -18,10 +18,12 @@ import json
 import os
 import random
 import shutil
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ft_common.atomic import atomic_write
 from ft_common.cli import verbose
 from ft_common.errors import FtError, InputError, UsageError
 from ft_common.jsonl import read_records
@@ -29,6 +31,7 @@ from ft_common.models import folder_fingerprint, resolve_model
 from ft_common.progress import log
 
 from ft_train import checkpoint, manifest, recipe
+from ft_train.cluster import fit_on_ray
 from ft_train.config import TrainConfig
 from ft_train.console import Console, MetricsWatcher
 from ft_train.data import (
@@ -48,6 +51,7 @@ from ft_train.plan import (
     model_shape,
     steps_per_epoch,
 )
+from ft_train.plot import plot_curve
 from ft_train.recipe import Recipe
 from ft_train.tokens import (
     add_tokens,
@@ -183,6 +187,7 @@ def _selection(cfg: TrainConfig, valid: list[dict], gpu: bool) -> tuple[str, lis
 
 def train(cfg: TrainConfig) -> dict:
     """Train; return {"best": path, "best_val_ppl": ..., "epochs": ...}."""
+    marks = {"start": _process_start()}  # wall-clock marks for the manifest's "timing"
     out = Path(cfg.out_dir)
     if not _uses_gpu(cfg):  # else DeepSpeed warns, on import, that it found no GPU (the workers inherit it)
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
@@ -195,6 +200,7 @@ def train(cfg: TrainConfig) -> dict:
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
         raise
+    marks["prepare"] = time.time()
     plan = prepared.plan
     cfg = plan.cfg
     log(f"ft-train: {prepared.summary}", cfg.quiet)
@@ -209,23 +215,47 @@ def train(cfg: TrainConfig) -> dict:
     else:
         (out / "metrics.jsonl").unlink(missing_ok=True)
 
-    started = time.monotonic()
-    run_workers(plan, resumed_at)
+    run_workers(plan, resumed_at, marks)
 
     man_path = out / "ft-train.json"
     if not man_path.is_file():
         raise FtError("training ended without writing a checkpoint")
     man = json.loads(man_path.read_text())
     best = man["best"]
+    worker_marks = _read_json(out / ".work" / manifest.WORKER_MARKS)
     shutil.rmtree(out / ".work", ignore_errors=True)  # the tokenizer copy and Ray's run folder
+    marks["exit"] = time.time()
+    man["timing"] = manifest.timing(marks, worker_marks)
+    with atomic_write(man_path) as fh:  # amended after the workers: the checkpoints' copies have no timing
+        fh.write(json.dumps(man, indent=2) + "\n")
+    t = man["timing"]
     result = {"best": str(Path(cfg.out_dir) / best["path"]), "best_val_ppl": best["val_ppl"],
               "epochs": len(man["epochs"])}
     if "val_accuracy" in best:
         result["best_val_accuracy"] = best["val_accuracy"]
     accuracy = f"val accuracy {100 * best['val_accuracy']:.1f}%, " if "val_accuracy" in best else ""
     log(f"ft-train: best: epoch {best['epoch']} ({accuracy}val ppl {best['val_ppl']:.3f}) -> {result['best']} "
-        f"({time.monotonic() - started:.0f} s training and writing)", cfg.quiet)
+        f"({t['start_to_first_step_s']:.0f} s to the first step, {t['last_step_to_exit_s']:.0f} s after the last)",
+        cfg.quiet)
     return result
+
+
+def _process_start() -> float:
+    """When this command started (its process's creation time), so that the interpreter's start
+    and the imports before train() count too; now, where that cannot be read."""
+    try:
+        import psutil  # Ray's dependency
+
+        return psutil.Process().create_time()
+    except Exception:  # noqa: BLE001 - a mark, not worth failing for
+        return time.time()
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _engine_words(plan: Plan) -> str:
@@ -245,7 +275,7 @@ def _first_missing(path: Path) -> Path | None:
     return missing
 
 
-def run_workers(plan: Plan, resumed_at: int | None = None) -> None:
+def run_workers(plan: Plan, resumed_at: int | None = None, marks: dict | None = None) -> None:
     """Run worker.train_loop_per_worker(plan) on cfg.workers Ray Train workers. The terminal
     shows only ft-train's lines meanwhile; Ray's, DeepSpeed's and the workers' own output goes
     to OUT_DIR/ft-train.log (console.py; -v shows it instead)."""
@@ -257,50 +287,24 @@ def run_workers(plan: Plan, resumed_at: int | None = None) -> None:
             raise UsageError(f"--workers {cfg.workers} needs {cfg.workers} GPUs; this machine has "
                              f"{torch.cuda.device_count()} (use --device cpu, or fewer workers)")
     out = Path(cfg.out_dir)
+    # The learning curve is drawn here, in the driver, which waits idle: as soon as the last epoch's
+    # metrics are in, while a worker writes the last checkpoint and Ray shuts down.
+    plotter = threading.Thread(target=plot_curve, args=(out / "metrics.jsonl", out / "curve.png"),
+                               name="ft-train-plot")
     with Console(out, quiet=cfg.quiet, verbose=verbose()) as console:
         shown = _metric_lines(out / "metrics.jsonl", resumed_at)
-        watcher = MetricsWatcher(out / "metrics.jsonl", console, plan.total_steps, cfg.epochs, shown)
+        watcher = MetricsWatcher(out / "metrics.jsonl", console, plan.total_steps, cfg.epochs, shown,
+                                 on_last_epoch=plotter.start)
         watcher.start()
         try:
-            _fit_on_ray(plan)
+            fit_on_ray(plan, {} if marks is None else marks)
         except Exception as exc:  # Ray wraps the worker's exception; show its last line
             raise FtError(f"training failed: {_last_line(exc)} (the whole log: {console.log_path})") from exc
         finally:
             watcher.stop()
-
-
-def _fit_on_ray(plan: Plan) -> None:
-    import ray
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
-
-    from ft_train.worker import train_loop_per_worker
-
-    cfg, use_gpu = plan.cfg, plan.device == "cuda"
-    # Ray Train notices the workers have finished at its next health check (2 s by default).
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
-    if not ray.is_initialized():
-        if cfg.address:
-            ray.init(address=cfg.address, logging_level="WARNING")
-        else:
-            if not use_gpu:
-                # Ray sets OMP_NUM_THREADS to a worker's CPUs (1) when it is unset: on the CPU that
-                # left one of 2 cores idle. The local workers share the machine's cores instead.
-                os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cfg.workers)))
-            ray.init(num_cpus=max(cfg.workers, os.cpu_count() or 1), include_dashboard=False, logging_level="WARNING")
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={"plan": plan},  # Ray's config is a dict
-        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-        scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=use_gpu, resources_per_worker={"CPU": 1}),
-        run_config=RunConfig(name=f"ft-train-{int(time.time() * 1000)}",
-                             storage_path=str(Path(cfg.out_dir) / ".work" / "ray"),
-                             failure_config=FailureConfig(max_failures=0)),
-    )
-    try:
-        trainer.fit()
-    finally:
-        ray.shutdown()  # stops the log forwarding too (only disconnects from a cluster given with --address)
+        if plotter.ident is None:  # no last epoch row seen (a resume after it was written)
+            plotter.start()
+        plotter.join()
 
 
 def _metric_lines(path: Path, resumed_at: int | None) -> int:

@@ -9,7 +9,12 @@
      "seed": 0, "versions": {"torch": ..., ...},
      "resolved": {"zero": 3, "offload": "optimizer", "dtype": "float32", "workers": 2, "device": "cpu"},
      "epochs": [{"epoch": 1, "step": 40, "train_loss": ..., "val_loss": ..., "val_ppl": ...}, ...],
-     "best": {"epoch": 2, "val_ppl": ..., "path": "checkpoints/epoch-2"}}
+     "best": {"epoch": 2, "val_ppl": ..., "path": "checkpoints/epoch-2"},
+     "timing": {"start_to_first_step_s": ..., "train_s": ..., "eval_s": ..., "last_step_to_exit_s": ...,
+                "phases": {"prepare": ..., "ray_init": ..., ..., "exit": ...}}}
+
+"timing" is in OUT_DIR/ft-train.json only: the driver adds it once the workers are done (the
+copies inside the checkpoints are written before the run ends).
 
 When -m is itself an ft checkpoint (two-stage training, MathQA then GSM8K),
 its manifest's lineage plus its own run become this run's lineage.
@@ -59,3 +64,21 @@ def build(config: dict, parent: dict, data: dict, resolved: dict, epochs: list[d
         "epochs": epochs,
         "best": best,
     }
+
+
+WORKER_MARKS = "timing-worker.json"  # in OUT_DIR/.work: rank 0's marks, for the driver to merge
+
+
+def timing(marks: dict, worker: dict) -> dict:
+    """The manifest's "timing" from the driver's marks ({name: time.time()}, "start" the command's)
+    and rank 0's ({"marks": {...}, "train_s", "eval_s"}): seconds from the start to the first
+    training step, in training and validation (this run's epochs), and from the end of the last
+    epoch's validation to exit; "phases" holds every mark as seconds since the start, in order."""
+    start = marks["start"]
+    merged = {**worker.get("marks", {}), **marks}
+    phases = {k: round(v - start, 3) for k, v in sorted(merged.items(), key=lambda kv: kv[1]) if k != "start"}
+    first = phases.get("first_step", phases["exit"])
+    last = phases.get("last_epoch_end", phases["exit"])
+    return {"start_to_first_step_s": first, "train_s": round(worker.get("train_s", 0.0), 3),
+            "eval_s": round(worker.get("eval_s", 0.0), 3), "last_step_to_exit_s": round(phases["exit"] - last, 3),
+            "phases": phases}

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from ft_common.atomic import atomic_write
 from ft_common.jsonl import read_records
 
 from ft_train import manifest
@@ -36,7 +36,6 @@ from ft_train.data import collate, real_tokens, shard
 from ft_train.dist import all_sum
 from ft_train.engine import Engine, make_engine
 from ft_train.plan import Plan
-from ft_train.plot import plot_curve
 from ft_train.tokens import resize_embeddings
 
 # The metric that picks the best epoch (the `best` link, --patience) and whether lower or higher is
@@ -161,6 +160,8 @@ class Worker:
         import ray.train.torch
         import transformers
 
+        self.marks = {"worker_start": time.time()}  # rank 0's, for the manifest's timing (driver.train)
+        self.spent = {"train_s": 0.0, "eval_s": 0.0}
         self.plan = plan
         cfg = self.cfg = plan.cfg
         ctx = ray.train.get_context()
@@ -187,6 +188,7 @@ class Worker:
         self.ckpt = Checkpointer(cfg, self.engine, self.rank, self.model, tokenizer, plan.stop_id)
         self.metrics: Metrics | None = None
         self.ray_parent = 0
+        self.marks["workers_ready"] = time.time()
 
     def fit(self) -> None:
         cfg, out = self.cfg, Path(self.cfg.out_dir)
@@ -202,13 +204,12 @@ class Worker:
         finally:
             if checker is not None:
                 checker.close()
-        plotter = threading.Thread(target=plot_curve, args=(out / "metrics.jsonl", out / "curve.png"))
-        if self.rank == 0:  # drawn while the last checkpoint is written, not after
-            plotter.start()
         self.ckpt.finish()
+        self.marks["checkpoint_written"] = time.time()
         self.metrics.close()
-        if plotter.is_alive():
-            plotter.join()
+        if self.rank == 0:
+            with atomic_write(out / ".work" / manifest.WORKER_MARKS) as fh:
+                json.dump({"marks": self.marks, **self.spent}, fh)
 
     def run_epoch(self, epoch: int, p: Progress, checker) -> bool:
         """Train, validate, pick the best, checkpoint, save state when due; True: stop early."""
@@ -223,6 +224,9 @@ class Worker:
         if checker is not None and epoch + 1 in accuracy_epochs(cfg.epochs):
             row.update(self.accuracy(checker))
         row.update({"eval_s": time.time() - t1, "time": time.time()})
+        self.marks["last_epoch_end"] = row["time"]
+        self.spent["train_s"] += row["train_s"]
+        self.spent["eval_s"] += row["eval_s"]
         improved = is_better(row, p.best, select_by)
         if improved:
             p.best = {"epoch": epoch + 1, "val_ppl": row["val_ppl"], "path": f"checkpoints/epoch-{epoch + 1}"}
@@ -272,6 +276,7 @@ class Worker:
         for i, (batch, real) in enumerate(batches):
             if i < p.batch:
                 continue
+            self.marks.setdefault("first_step", time.time())
             seen_tokens += real_tokens(batch, real)
             micro = train_step(self.engine, batch, real, cfg, self.pad_id)
             run_loss += micro.loss_sum
