@@ -6,7 +6,8 @@ Why these rules (measurements: the ft-train README, "The default recipe"):
 - Learning rate falls with model size. At 135M, lr 2e-4 beat 1e-4 on ViGGO; at 1.5B the old
   default 1e-4 made GSM8K 12.7 points worse than the model's own 8-shot prompt while validation
   perplexity still fell. The rule is LR_REF at REF_PARAMS, scaled by (REF_PARAMS / params)^0.75
-  (about 3.3e-5 at 1.5B, 1e-5 at 7B), within [LR_MIN, LR_MAX].
+  (2.9e-5 for Qwen2.5-Coder-1.5B, 1.78B parameters as loaded; about 1e-5 at 7B), within
+  [LR_MIN, LR_MAX].
 - Epochs from the data's size in tokens: a small set is seen more often, a large one less
   (TOKENS_REF tokens seen at REF_PARAMS, fewer for larger models, which learn a task in fewer
   passes), within [1, 10] (10 is the case study's). At 135M that gives the epochs the tuned runs
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 REF_PARAMS = 135e6  # SmolLM2-135M, where the rule's constants were measured
 LR_REF = 2e-4
 LR_MIN, LR_MAX = 5e-6, 5e-4
-TOKENS_REF = 4_500_000
+TOKENS_REF = 4_000_000
 TARGET_STEPS = 600
 MIN_BATCH_TOKENS = 4096
 WARMUP_SHARE, WARMUP_MIN_STEPS, WARMUP_MAX_SHARE = 0.03, 10, 0.1
