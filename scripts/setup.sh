@@ -14,7 +14,7 @@ pip install -q "torch==2.13.0"
 pip install -q "ray[train]==2.60.0" "transformers>=5,<6" "datasets>=2.14" jsonlines sqlglot "openai>=1" \
   click gguf accelerate safetensors tokenizers matplotlib sqlparse hatchling editables pytest ruff rust-just
 # DeepSpeed compiles cpu_adam and shm_comm on first use (minutes); build them once, here.
-if ! "$VPY" -c "import deepspeed" 2>/dev/null; then
+if ! "$VPY" -c "import deepspeed" >/dev/null 2>&1; then  # its logger writes to stdout
   DS_BUILD_CPU_ADAM=1 DS_BUILD_SHM_COMM=1 pip install -q --no-build-isolation "deepspeed==0.19.8"
 fi
 pip install -q --no-build-isolation --no-deps -e packages/ft-common -e packages/ft-prep \
