@@ -109,8 +109,9 @@ class TrainConfig:
                                type=click.IntRange(min=1))
     # auto: accuracy on a GPU when ft-score has a checker for the records' task (on a CPU, generating
     # every epoch would cost more than the training); the driver resolves it to accuracy or ppl
-    select_by: str = opt("auto", "Keep the best checkpoint by: accuracy (greedy-generate on a validation sample each "
-                                 "epoch and score it with the task's checker from ft-score), ppl (validation "
+    select_by: str = opt("auto", "Keep the best checkpoint by: accuracy (greedy-generate on a validation sample in "
+                                 "each epoch of the run's second half and score it with the task's checker from "
+                                 "ft-score), ppl (validation "
                                  "perplexity), or auto (accuracy on a GPU where the records' task has a checker).",
                          type=click.Choice(SELECT_CHOICES))
     eval_samples: int = opt(256, "Validation records generated and scored each epoch for --select-by accuracy.",

@@ -69,9 +69,9 @@ class Prepared:
 
 
 def prepare(cfg: TrainConfig) -> Prepared:
-    """Read, check and tokenise; resolve the model; decide batches and engine. The plan's
-    config has model_path, special_tokens, stop and batch_tokens filled (cfg itself is frozen
-    and left as given)."""
+    """Read, check and tokenise; resolve the model; decide the recipe, the checkpoint selection,
+    the batches and the engine. The plan's config has model_path, special_tokens, stop, lr,
+    epochs, batch_tokens, warmup and select_by resolved (cfg itself is frozen and left as given)."""
     out = Path(cfg.out_dir)
     earlier = [out / checkpoint.STATE, out / checkpoint.CHECKPOINTS, out / "ft-train.json"]
     if any(p.exists() for p in earlier) and not cfg.resume:
