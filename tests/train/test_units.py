@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 from ft_common.errors import InputError
-from ft_common.tasks import END_A, SPECIAL_TOKENS
+from ft_common.tasks import END_A, END_Q, SPECIAL_TOKENS, START_A, START_Q
 from ft_train.config import TrainConfig
 from ft_train.data import (
     IGNORE,
@@ -66,6 +66,12 @@ def test_check_rejects_prompt_target_that_merge(tiny_model):
     # No special token between prompt and target: "inf" + "orm" tokenise differently together.
     with pytest.raises(InputError, match="record r/1"):
         check_tokens(tok, list(SPECIAL_TOKENS), [{"id": "r/1", "prompt": "inf", "target": "orm(x)"}], "x")
+    # Checked in one batch: the first bad record in file order is the one named, good ones pass.
+    good = {"id": "r/0", "prompt": f"{START_Q}hi{END_Q}{START_A}", "target": f"inform(x){END_A}"}
+    check_tokens(tok, list(SPECIAL_TOKENS), [good, good], "x")
+    bad = [good, {"id": "r/2", "prompt": "inf", "target": "orm(x)"}, {"id": "r/3", "prompt": "inf", "target": "orm"}]
+    with pytest.raises(InputError, match="record r/2"):
+        check_tokens(tok, list(SPECIAL_TOKENS), bad, "x")
 
 
 def test_resize_initialises_new_rows_to_the_mean(tiny_model):
