@@ -125,7 +125,8 @@ def prepare(cfg: TrainConfig) -> Prepared:
 
     gpu = _uses_gpu(cfg)
     all_tokens, loss_tokens = count_tokens(train_rows)
-    cfg, chosen = _apply_recipe(cfg, resolved.path, len(tokenizer), gpu, all_tokens)
+    config, params = model_shape(resolved.path, len(tokenizer))  # once: the recipe and the ZeRO choice use it
+    cfg, chosen = _apply_recipe(cfg, config, params, gpu, all_tokens)
     select_by, eval_records = _selection(cfg, valid.records, gpu)
     cfg = replace(cfg, select_by=select_by)
     train_batches = epoch_batches(cfg, train_rows)
@@ -137,13 +138,13 @@ def prepare(cfg: TrainConfig) -> Prepared:
     }
     plan = Plan(
         cfg=cfg, tokenizer_dir=str(tok_dir.resolve()), stop_id=stop_id, device="cuda" if gpu else "cpu",
-        zero=choose_zero_for(cfg, resolved.path, len(tokenizer), gpu),
+        zero=choose_zero_for(cfg, config, params, gpu),
         train_batches=train_batches,
         valid_batches=make_batches(valid_rows, cfg.layout, cfg.batch_size, cfg.batch_tokens, cfg.ctx_len, seed=0),
         steps_per_epoch=steps, parent=parent, data=data,
         lineage=manifest.parent_lineage(resolved.path) if is_ft else [],
         recipe={"lr": cfg.lr, "epochs": cfg.epochs, "batch_tokens": cfg.batch_tokens, "warmup": cfg.warmup,
-                "chosen": list(chosen.chosen), "params": chosen.params, "select_by": select_by,
+                "chosen": list(chosen.chosen), "params": chosen.params,
                 "line": chosen.line(steps)},
         eval_records=eval_records,
     )
@@ -153,14 +154,13 @@ def prepare(cfg: TrainConfig) -> Prepared:
     return Prepared(plan, summary)
 
 
-def _apply_recipe(cfg: TrainConfig, model_path: str, vocab: int, gpu: bool, tokens: int) -> tuple[TrainConfig, Recipe]:
+def _apply_recipe(cfg: TrainConfig, config, params: int, gpu: bool, tokens: int) -> tuple[TrainConfig, Recipe]:
     """lr, epochs, batch_tokens and warmup: as given, or by the default recipe (ft_train.recipe),
     the batch within what fits (data.default_batch_tokens: the GPU budget, halved while a batch's
-    activations would exceed 60% of the GPU's memory; the CPU budget)."""
-    _, params = model_shape(model_path, vocab)
+    activations would exceed 60% of the GPU's memory; the CPU budget). `config`, `params`: model_shape's."""
     cap = cfg.batch_tokens
     if not cap:
-        fits = _activations_fit(model_path, cfg) if gpu else (lambda tokens: True)  # the estimate matters on a GPU
+        fits = _activations_fit(config, cfg) if gpu else (lambda tokens: True)  # the estimate matters on a GPU
         cap = default_batch_tokens(gpu, fits, floor=cfg.ctx_len)
     chosen = recipe.choose(params=params, tokens_per_epoch=tokens, batch_cap=cap, lr=cfg.lr, epochs=cfg.epochs,
                            batch_tokens=cfg.batch_tokens or None, warmup=cfg.warmup,
@@ -173,15 +173,13 @@ def _selection(cfg: TrainConfig, valid: list[dict], gpu: bool) -> tuple[str, lis
     """--select-by resolved (accuracy or ppl) and, for accuracy, the validation sample to generate on."""
     if cfg.select_by == "ppl" or (cfg.select_by == "auto" and not gpu):
         return "ppl", []
-    from ft_train.valid_accuracy import checker_for, sample
+    from ft_train.valid_accuracy import checker_class, sample
 
-    checker = checker_for(valid)
-    if checker is None:
+    if checker_class(valid) is None:  # the class only: SQL's checker would start a worker process
         if cfg.select_by == "accuracy":
             raise UsageError("--select-by accuracy needs ft-score installed and validation records of one task "
                              "that has a checker (their 'task' key)")
         return "ppl", []
-    checker.close()
     return "accuracy", sample(valid, cfg.eval_samples, cfg.seed)
 
 
@@ -315,12 +313,9 @@ def _metric_lines(path: Path, resumed_at: int | None) -> int:
     return sum(1 for r in rows if isinstance(r, dict) and r.get("step", 0) <= resumed_at)
 
 
-def _activations_fit(model_path: str, cfg: TrainConfig):
+def _activations_fit(config, cfg: TrainConfig):
     """fits(tokens): a batch's activations (estimated from the model's config) take at most 60%
     of one GPU's memory (this machine's first GPU; 80 GiB when the GPUs are elsewhere)."""
-    import transformers
-
-    config = transformers.AutoConfig.from_pretrained(model_path)
     memory = gpu_memory()
     return lambda tokens: activation_estimate(config, tokens, True, cfg.gradient_checkpointing) <= 0.6 * memory
 

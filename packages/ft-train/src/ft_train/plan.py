@@ -74,13 +74,13 @@ def steps_per_epoch(cfg: TrainConfig, first_epoch: list[Batch]) -> int:
     return len(shard(first_epoch, 0, cfg.workers, cfg.grad_accum)) // cfg.grad_accum
 
 
-def choose_zero_for(cfg: TrainConfig, model_path: str, vocab_size: int, gpu: bool) -> Zero:
-    """--zero/--offload/--dtype resolved for the workers' device (cfg.batch_tokens already set)."""
+def choose_zero_for(cfg: TrainConfig, config, n_params: int, gpu: bool) -> Zero:
+    """--zero/--offload/--dtype resolved for the workers' device (cfg.batch_tokens already set);
+    `config` and `n_params` are model_shape's."""
     from ft_train.engine import activation_estimate, choose_zero
 
     bf16 = cfg.dtype == "bf16" or (cfg.dtype == "auto" and gpu)
     if cfg.zero == "auto":
-        config, n_params = model_shape(model_path, vocab_size)
         acts = activation_estimate(config, tokens_per_batch(cfg), bf16, cfg.gradient_checkpointing)
         stage, offload = choose_zero(n_params, acts, cfg.workers, worker_memory(gpu), not gpu, bf16)
         if cfg.offload not in ("auto", "none"):

@@ -37,14 +37,22 @@ MAX_NEW_TOKENS_CAP = 512
 
 
 def checker_for(records: Iterable[dict]):
-    """The ft-score checker for the records' one `task`, built with ft-score's CLI defaults;
-    None when ft-score is not installed, the records name no task or several, or it has none.
+    """The ft-score checker for the records' one `task`, built with ft-score's CLI defaults
+    (every checker's no-argument constructor); None where checker_class finds none.
 
     Defaults are what `ft-score TASK` uses with no options: ViGGO strict, GSM8K's regex
     `strict` extractor (never the LLM one, which calls a model over the network), SQL in
     ft-score's jailed SQLite worker (the same SqliteExecutor path, default Limits). The
     caller closes it (`checker.close()`, or `with checker:`): SQL's worker process lives until then.
     """
+    cls = checker_class(records)
+    return cls() if cls else None
+
+
+def checker_class(records: Iterable[dict]):
+    """The ft-score Checker class for the records' one `task`, not built (the driver only asks
+    whether there is one); None when ft-score is not installed, the records name no task or
+    several, or the task has no checker."""
     tasks = {r.get("task") for r in records}
     if len(tasks) != 1:
         return None
@@ -68,7 +76,7 @@ def checker_for(records: Iterable[dict]):
             continue
         for value in vars(module).values():
             if isinstance(value, type) and issubclass(value, Checker) and value.task == task:
-                return value()  # every checker's no-argument constructor is its CLI default
+                return value
     return None
 
 

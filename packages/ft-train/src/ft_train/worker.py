@@ -47,10 +47,11 @@ def rank_key(metrics: dict, select_by: tuple[str, str]) -> tuple:
     """Higher is better: the selection metric, then perplexity, which breaks ties and ranks the
     epochs before the first accuracy (an epoch with an accuracy beats every epoch without)."""
     key, direction = select_by
+    if key == "val_ppl":
+        return (-metrics["val_ppl"],)
     value = metrics.get(key)
-    if key == "val_ppl" or value is None:
-        return (-1.0, -metrics["val_ppl"]) if key != "val_ppl" else (-metrics["val_ppl"],)
-    return (value if direction == "max" else -value, -metrics["val_ppl"])
+    score = -1.0 if value is None else value if direction == "max" else -value
+    return (score, -metrics["val_ppl"])
 
 
 def is_better(metrics: dict, best: dict | None, select_by: tuple[str, str] = PPL) -> bool:
