@@ -58,6 +58,14 @@ bench-profile *ARGS: fetch-model
     {{venv}}/ft-prep viggo --data {{data}} --split valid > runs/profile-data/viggo-valid.jsonl
     {{venv}}/python bench/gpu_profile.py --model-dir {{smollm}} --records runs/profile-data --out runs/profile {{ARGS}}
 
+# ft-train's seconds before the first step and after the last: in process vs on a Ray worker (CPU, tiny model).
+bench-overhead *ARGS:
+    {{venv}}/python bench/bench_overhead.py {{ARGS}}
+
 # CPU smoke run of every training-benchmark path with a tiny random model (~3 min).
 bench-train-smoke:
     {{venv}}/python bench/bench_train.py --device cpu --tiny --data-dir {{data}}
+
+# ft-train's LM-head loss, plain vs chunked (fused): time and peak memory (CPU fp32 ~3 min; bf16 on a GPU).
+bench-loss *ARGS:
+    {{venv}}/python bench/bench_loss.py --out runs/bench_loss.json {{ARGS}}

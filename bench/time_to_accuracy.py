@@ -103,6 +103,8 @@ def run(name: str, args, gpu: str) -> dict:
         "train_s": train_seconds(manifest),
         "eval_s": round(sum(e.get("eval_s", 0) for e in manifest["epochs"]), 1),
         "recipe": manifest["resolved"].get("recipe"),
+        "launch": manifest["resolved"].get("launch"),  # local: in ft-train's process; ray: a worker process
+        "timing": manifest.get("timing"),
         "peak_mem_gb": max((m.get("peak_mem_gb", 0) for m in read_jsonl(out / "metrics.jsonl")), default=None),
         "tokens_per_s_median": median([m["tokens_per_s"] for m in read_jsonl(out / "metrics.jsonl")
                                        if "tokens_per_s" in m][1:]),

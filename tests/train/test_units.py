@@ -102,6 +102,26 @@ def test_labels_cover_the_target_only(tokenizer):
     assert truncated == 1 and len(short["ids"]) == 10
 
 
+@pytest.mark.parametrize("bos", [False, True])
+def test_rows_from_the_checked_pieces_equal_tokenising_again(tiny_model, bos):
+    """prepare tokenises once: the ids check_tokens computed, with the tokenizer's own special
+    tokens put around the prompt (a BOS here), give exactly the rows of tokenising again."""
+    from tokenizers import processors
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    if bos:
+        tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+            single="<s> $A", special_tokens=[("<s>", tok.bos_token_id)])
+    add_tokens(tok, list(SPECIAL_TOKENS))
+    records = viggo_records("train", 30)
+    pieces = check_tokens(tok, list(SPECIAL_TOKENS), records, "train.jsonl")
+    from_pieces = tokenize_records(records, tok, 64, "target", pieces)
+    again = tokenize_records(records, tok, 64, "target")
+    assert from_pieces == again and again[1] > 0  # some were truncated at 64 tokens
+    assert (again[0][0]["ids"][0] == tok.bos_token_id) == bos
+
+
 def _rows(lengths):
     return [{"ids": list(range(1, n + 1)), "labels": [IGNORE] + list(range(2, n + 1)) + [IGNORE]}
             for n in lengths]

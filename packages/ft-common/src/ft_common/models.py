@@ -12,13 +12,16 @@ inference never see a "quantized" model and the second use costs nothing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ft_common import hub
+from ft_common import hub, thirdparty
 from ft_common.atomic import atomic_dir
 from ft_common.errors import FtError, InputError, require_module
 from ft_common.progress import log
@@ -104,8 +107,9 @@ def _dequantize_gguf(path: Path, spec: str, quiet: bool) -> ResolvedModel:
     transformers = require_module("transformers", "ft-common", "models")
     log(f"de-quantizing {path.name} into {out} (once)", quiet)
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-        model = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
+        with _library_bars(shown=not quiet and (sys.stderr.isatty() or not thirdparty.hidden())):
+            tokenizer = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+            model = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
     except Exception as exc:  # transformers raises many kinds for an unsupported file
         raise FtError(f"{spec}: cannot load GGUF file ({type(exc).__name__}: {exc})") from exc
     # The weights are dense now; drop the GGUF marker so the folder is a plain model.
@@ -117,3 +121,15 @@ def _dequantize_gguf(path: Path, spec: str, quiet: bool) -> ResolvedModel:
         tokenizer.save_pretrained(tmp)
         (tmp / "SOURCE").write_text(f"{path.name}\nsha256 {sha}\n")
     return ResolvedModel(str(out), "gguf", spec, sha)
+
+
+@contextlib.contextmanager
+def _library_bars(shown: bool):
+    """transformers draws a tqdm bar over the GGUF tensors that no setting turns off: as any
+    library bar, only on a terminal (or with -v), never with -q. tqdm takes sys.stderr when
+    the bar is made, so pointing it elsewhere meanwhile is enough."""
+    if shown:
+        yield
+        return
+    with contextlib.redirect_stderr(io.StringIO()):
+        yield

@@ -25,6 +25,7 @@ LAYOUTS = ("pack", "group", "pad")
 ZERO_CHOICES = ("auto", "0", "1", "2", "3")
 SELECT_CHOICES = ("auto", "accuracy", "ppl")
 OFFLOAD_CHOICES = ("auto", "none", "optimizer", "all")
+LAUNCH_CHOICES = ("auto", "ray", "local")
 _FILE = click.Path(dir_okay=False, allow_dash=True)
 # The default --batch-tokens (data.default_batch_tokens): on a GPU enough work per step to keep
 # it busy (a small model is launch-bound below that), halved for large models; on a CPU less.
@@ -64,6 +65,11 @@ class TrainConfig:
     device: str = opt("auto", type=click.Choice(["auto", "cuda", "cpu"]))  # auto: cuda when there is one
     # None starts a local Ray
     address: str | None = opt(None, "Join this Ray cluster (multi-node). [env RAY_ADDRESS]", envvar="RAY_ADDRESS")
+    # auto: one worker and no --address trains in this process (cluster.in_process)
+    launch: str = opt("auto", "Where the workers run: ray (Ray Train worker processes on a Ray cluster), local (in "
+                              "this process, Ray Train's local mode: one worker, no cluster to start), or auto "
+                              "(local for one worker without --address, else ray).",
+                      type=click.Choice(LAUNCH_CHOICES))
     zero: str = opt("auto", "DeepSpeed ZeRO stage; auto = fastest that fits in memory (0 = plain PyTorch/DDP).",
                     type=click.Choice(ZERO_CHOICES))  # auto: see engine.choose_zero
     offload: str = opt("auto", "Offload to CPU: optimizer state, or all (optimizer and parameters, ZeRO-3).",
@@ -101,6 +107,11 @@ class TrainConfig:
                                "to ctx-len.", type=click.Choice(LAYOUTS))
     gradient_checkpointing: bool = opt(False, "Recompute activations (less memory, slower).")
     compile: bool = opt(False, "torch.compile the model (GPU, ZeRO-0).")
+    # ft_train.fused_loss; ZeRO-3 always takes the plain path (its head weight is gathered only by the module)
+    fused_loss: bool = opt(True, "The LM head and its loss a chunk of target rows at a time: never the whole "
+                                 "[tokens, vocab] logits, a large vocabulary's largest activation; the same loss. "
+                                 "--no-fused-loss: all at once, as before (to compare, or to rule it out).",
+                           flags=("--fused-loss/--no-fused-loss",))
 
     # --- checkpoints, early stopping, resume ---
     keep: int = opt(2, "Epoch checkpoints to keep (the best is always kept).", type=click.IntRange(min=1))
@@ -141,6 +152,8 @@ class TrainConfig:
             raise UsageError("--offload needs DeepSpeed ZeRO: use --zero 1, 2 or 3 (all: 3)")
         if self.offload == "all" and self.zero in ("1", "2"):
             raise UsageError("--offload all needs --zero 3")
+        if self.launch == "local" and (self.workers > 1 or self.address):
+            raise UsageError("--launch local runs one worker in this process: not with --workers > 1 or --address")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -72,10 +72,17 @@ def read_data_file(path: str) -> DataFile:
     return DataFile(name=name, sha256=digest.hexdigest(), records=records)
 
 
-def tokenize_records(records: list[dict], tokenizer, ctx_len: int, loss_on: str) -> tuple[list[dict], int]:
-    """Each record -> {"ids": [...], "labels": [...]} (labels shifted); also the truncated count."""
-    prompts = tokenizer([r["prompt"] for r in records], add_special_tokens=True)["input_ids"]
-    targets = tokenizer([r["target"] for r in records], add_special_tokens=False)["input_ids"]
+def tokenize_records(records: list[dict], tokenizer, ctx_len: int, loss_on: str,
+                     pieces: tuple[list[list[int]], list[list[int]]] | None = None) -> tuple[list[dict], int]:
+    """Each record -> {"ids": [...], "labels": [...]} (labels shifted); also the truncated count.
+    The prompt gets the tokenizer's special tokens (a BOS, for some), the target none. `pieces`:
+    the prompts' and targets' ids without special tokens, already computed (tokens.check_tokens)."""
+    wrap = special_wrap(tokenizer) if pieces else None
+    if wrap is None:
+        prompts = tokenizer([r["prompt"] for r in records], add_special_tokens=True)["input_ids"]
+    else:
+        prompts = [wrap[0] + p + wrap[1] for p in pieces[0]]
+    targets = pieces[1] if pieces else tokenizer([r["target"] for r in records], add_special_tokens=False)["input_ids"]
     rows, truncated = [], 0
     for p, t in zip(prompts, targets, strict=True):
         ids = list(p) + list(t)
@@ -86,6 +93,18 @@ def tokenize_records(records: list[dict], tokenizer, ctx_len: int, loss_on: str)
         labels = [ids[i + 1] if learn[i + 1] else IGNORE for i in range(len(ids) - 1)] + [IGNORE]
         rows.append({"ids": ids, "labels": labels})
     return rows, truncated
+
+
+def special_wrap(tokenizer) -> tuple[list[int], list[int]] | None:
+    """The ids the tokenizer adds before and after a text (a BOS, an EOS, or none), read off one
+    probe; None when the text's own ids are not found whole inside (then tokenise again)."""
+    probe = "Hello, world"
+    bare = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    full = tokenizer(probe, add_special_tokens=True)["input_ids"]
+    for start in range(len(full) - len(bare) + 1):
+        if full[start:start + len(bare)] == bare:
+            return list(full[:start]), list(full[start + len(bare):])
+    return None
 
 
 def pack(rows: list[dict], ctx_len: int) -> list[list[dict]]:

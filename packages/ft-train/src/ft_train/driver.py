@@ -111,14 +111,14 @@ def prepare(cfg: TrainConfig) -> Prepared:
     special = tokens_from_file(cfg.special_tokens_file) if cfg.special_tokens_file else tokens_from_records(train.records)
     cfg = replace(cfg, special_tokens=special, stop=stop_token(train.records, special))
     add_tokens(tokenizer, special)
-    check_tokens(tokenizer, special, train.records, train.name)
-    check_tokens(tokenizer, special, valid.records, valid.name)
+    train_pieces = check_tokens(tokenizer, special, train.records, train.name)
+    valid_pieces = check_tokens(tokenizer, special, valid.records, valid.name)
     stop_id = tokenizer.convert_tokens_to_ids(cfg.stop) if cfg.stop else None
     if cfg.stop and (stop_id is None or stop_id == tokenizer.unk_token_id):
         raise InputError(f"stop token {cfg.stop!r} is not in the tokenizer (add it with --special-tokens)")
 
-    train_rows, truncated = tokenize_records(train.records, tokenizer, cfg.ctx_len, cfg.loss_on)
-    valid_rows, v_truncated = tokenize_records(valid.records, tokenizer, cfg.ctx_len, cfg.loss_on)
+    train_rows, truncated = tokenize_records(train.records, tokenizer, cfg.ctx_len, cfg.loss_on, train_pieces)
+    valid_rows, v_truncated = tokenize_records(valid.records, tokenizer, cfg.ctx_len, cfg.loss_on, valid_pieces)
     tok_dir = out / ".work" / "tokenizer"
     shutil.rmtree(tok_dir, ignore_errors=True)
     tokenizer.save_pretrained(tok_dir)
@@ -317,7 +317,8 @@ def _activations_fit(config, cfg: TrainConfig):
     """fits(tokens): a batch's activations (estimated from the model's config) take at most 60%
     of one GPU's memory (this machine's first GPU; 80 GiB when the GPUs are elsewhere)."""
     memory = gpu_memory()
-    return lambda tokens: activation_estimate(config, tokens, True, cfg.gradient_checkpointing) <= 0.6 * memory
+    return lambda tokens: (activation_estimate(config, tokens, True, cfg.gradient_checkpointing, cfg.fused_loss)
+                       <= 0.6 * memory)
 
 
 def _uses_gpu(cfg: TrainConfig) -> bool:

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import torch
 
+from ft_train.fused_loss import fused_loss_bytes
+
 
 def choose_zero(n_params: int, activation_bytes: int, world: int, memory: int, on_cpu: bool,
                 bf16: bool = False) -> tuple[int, str]:
@@ -56,13 +58,19 @@ def choose_zero(n_params: int, activation_bytes: int, world: int, memory: int, o
     return 3, "all"
 
 
-def activation_estimate(config, tokens_per_step: int, bf16: bool, checkpointing: bool) -> int:
-    """A rough upper bound of activation memory for one micro-batch."""
+def activation_estimate(config, tokens_per_step: int, bf16: bool, checkpointing: bool,
+                        fused_loss: bool = True) -> int:
+    """A rough upper bound of activation memory for one micro-batch. With fused_loss
+    (--fused-loss) the LM head's logits take one chunk of rows and the weight's gradient
+    accumulator (fused_loss.fused_loss_bytes), not every loss token's logits."""
     hidden = getattr(config, "hidden_size", 1024)
     layers = getattr(config, "num_hidden_layers", 24)
     vocab = getattr(config, "vocab_size", 50000)
     per_layer = tokens_per_step * hidden * (2 if bf16 else 4) * (2 if checkpointing else 18)
-    logits = tokens_per_step * vocab * 4 * 3  # logits, their fp32 copy for the loss, the gradient
+    if fused_loss:
+        logits = fused_loss_bytes(tokens_per_step, hidden, vocab, bf16)
+    else:
+        logits = tokens_per_step * vocab * 4 * 3  # logits, their fp32 copy for the loss, the gradient
     return layers * per_layer + logits
 
 

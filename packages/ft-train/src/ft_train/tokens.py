@@ -53,17 +53,19 @@ def add_tokens(tokenizer, special: list[str]) -> int:
     return added
 
 
-def check_tokens(tokenizer, special: list[str], records: list[dict], name: str, limit: int | None = None) -> None:
+def check_tokens(tokenizer, special: list[str], records: list[dict], name: str,
+                 limit: int | None = None) -> tuple[list[list[int]], list[list[int]]]:
     """Raise InputError unless each token is one id and prompt+target round-trips (the first
     record that does not, in file order). Batched: one call per list instead of three per record
-    (20,000 SQL records: 5.9 s -> under 1 s on the CPU machine)."""
+    (20,000 SQL records: 5.9 s -> under 1 s on the CPU machine). Returns the prompts' and the
+    targets' ids (no special tokens added), which data.tokenize_records can reuse."""
     for tok in special:
         ids = tokenizer.encode(tok, add_special_tokens=False)
         if len(ids) != 1:
             raise InputError(f"special token {tok!r} maps to {len(ids)} ids {ids}, not exactly one")
     records = records[:limit] if limit else records
     if not records:
-        return
+        return [], []
     texts = [r["prompt"] + r["target"] for r in records]
     joined = tokenizer(texts, add_special_tokens=False)["input_ids"]
     prompts = tokenizer([r["prompt"] for r in records], add_special_tokens=False)["input_ids"]
@@ -77,6 +79,7 @@ def check_tokens(tokenizer, special: list[str], records: list[dict], name: str, 
             )
         if backs[i] != texts[i]:
             raise InputError(f"{name}: record {record_id(r, i)}: tokenising does not round-trip: {backs[i][:60]!r}")
+    return [list(p) for p in prompts], [list(t) for t in targets]
 
 
 def resize_embeddings(model, vocab_size: int) -> None:

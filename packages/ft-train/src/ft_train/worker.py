@@ -35,6 +35,7 @@ from ft_train.config import TrainConfig
 from ft_train.data import collate, real_tokens, shard
 from ft_train.dist import all_sum
 from ft_train.engine import Engine, make_engine
+from ft_train.fused_loss import linear_cross_entropy
 from ft_train.plan import Plan
 from ft_train.tokens import resize_embeddings
 
@@ -71,19 +72,33 @@ class CausalLMLoss(torch.nn.Module):
 
     Logits are computed only at the positions that have a label (the target
     tokens by default): no vocabulary-wide fp32 logits for prompt or padding.
-    Returns the sum of the token NLLs.
+    With `fused` (--fused-loss, the default) the LM head and the cross-entropy run
+    a chunk of rows at a time (fused_loss.linear_cross_entropy), so not even those
+    rows' [N, vocab] logits exist at once. Returns the sum of the token NLLs.
     """
 
-    def __init__(self, lm: torch.nn.Module):
+    def __init__(self, lm: torch.nn.Module, fused: bool = True):
         super().__init__()
         self.lm = lm
+        self.fused = fused
 
     def forward(self, input_ids, loss_index, loss_labels, position_ids=None, attention_mask=None):
         base = getattr(self.lm, self.lm.base_model_prefix)
         hidden = base(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask,
                       use_cache=False).last_hidden_state
-        logits = self.lm.get_output_embeddings()(hidden.flatten(0, 1).index_select(0, loss_index))
-        return F.cross_entropy(logits.float(), loss_labels, reduction="sum")
+        hidden = hidden.flatten(0, 1).index_select(0, loss_index)
+        head = self.lm.get_output_embeddings()
+        if self.fused and fusable(head):
+            return linear_cross_entropy(hidden, head.weight, loss_labels, head.bias)
+        return F.cross_entropy(head(hidden).float(), loss_labels, reduction="sum")
+
+
+def fusable(head: torch.nn.Module) -> bool:
+    """Whether the fused loss can read the head's weight directly: a Linear whose weight is all
+    here. Under DeepSpeed ZeRO-3 it is a partitioned placeholder (ds_id, no elements) that only
+    the module's own forward hooks gather, so the head must be called as a module."""
+    weight = getattr(head, "weight", None)
+    return isinstance(head, torch.nn.Linear) and not hasattr(weight, "ds_id") and weight.numel() > 0
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -167,7 +182,11 @@ class Worker:
         cfg = self.cfg = plan.cfg
         ctx = ray.train.get_context()
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
-        self.device = ray.train.torch.get_device()
+        # Ray's device for a worker process; in this process (local mode) Ray answers cuda
+        # whenever there is one, so the plan's device decides
+        self.device = ray.train.torch.get_device() if plan.device == "cuda" else torch.device("cpu")
+        if plan.in_process and plan.zero.deepspeed:
+            _one_rank_group(plan.device)  # DeepSpeed needs a process group; Ray Train's workers get one
         torch.manual_seed(cfg.seed + self.rank)
         _quiet_libraries()
         if self.device.type == "cuda":
@@ -184,11 +203,12 @@ class Worker:
             self.model.gradient_checkpointing_enable()
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
-        self.engine = make_engine(CausalLMLoss(self.model), cfg, plan.zero, self.device, self.world, plan.total_steps)
+        self.engine = make_engine(CausalLMLoss(self.model, cfg.fused_loss), cfg, plan.zero, self.device, self.world,
+                                  plan.total_steps)
         self.tokenizer = tokenizer
         self.ckpt = Checkpointer(cfg, self.engine, self.rank, self.model, tokenizer, plan.stop_id)
         self.metrics: Metrics | None = None
-        self.ray_parent = 0
+        self.ray_parent: int | None = None
         self.marks["workers_ready"] = time.time()
 
     def fit(self) -> None:
@@ -196,7 +216,8 @@ class Worker:
         extra = self.ckpt.restore()
         p = Progress.restored(extra, self.rank) if extra else Progress()
         self.metrics = Metrics(out / "metrics.jsonl", self.rank, p.step if extra else None)
-        self.ray_parent = os.getppid()
+        # a Ray worker whose node is gone (ft-train killed) must stop writing; in process it goes with us
+        self.ray_parent = None if self.plan.in_process else os.getppid()
         checker = self.checker()
         try:
             for epoch in range(p.epoch, cfg.epochs):
@@ -285,7 +306,7 @@ class Worker:
             if not micro.stepped:
                 continue
             p.step += 1
-            if os.getppid() != self.ray_parent:  # our Ray node was killed (ft-train killed): stop writing now
+            if self.ray_parent is not None and os.getppid() != self.ray_parent:  # our Ray node was killed
                 os._exit(1)
             state_due = False
             if p.step % cfg.log_every == 0 or p.step == plan.total_steps:
@@ -361,6 +382,15 @@ def _truncate_metrics(path: Path, step: int) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
     os.replace(tmp, path)
+
+
+def _one_rank_group(device: str) -> None:
+    """A process group of this process alone (an in-process store: no port to find)."""
+    dist = torch.distributed
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE"):  # DeepSpeed reads them
+        os.environ.setdefault(name, "1" if "SIZE" in name else "0")
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device == "cuda" else "gloo", store=dist.HashStore(), rank=0, world_size=1)
 
 
 def _quiet_libraries() -> None:
