@@ -68,3 +68,51 @@ def build_tiny_model(out_dir: Path, seed: int = 0) -> Path:
     model = LlamaForCausalLM(config)
     model.save_pretrained(out_dir)
     return out_dir
+
+
+def vary_weights(model) -> None:
+    """Untie the head and re-draw every matrix (seeded). The tied random model mostly repeats
+    the prompt's last token; with these weights greedy outputs differ from token to token, so
+    a padding or position bug shows up as a different completion."""
+    import torch
+
+    model.config.tie_word_embeddings = False
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.dim() > 1:
+                std = 0.3 if "embed" in name else 0.15
+                param.copy_(torch.randn(param.shape, generator=generator) * std)
+        head = torch.randn(model.model.embed_tokens.weight.shape, generator=generator) * 0.3
+        model.lm_head.weight = torch.nn.Parameter(head)
+
+
+def build_stop_model(source: Path, out_dir: Path, texts: list[str], add_tokens, vary: bool = False) -> Path:
+    """source's model (re-drawn by vary_weights first when `vary`), the task's tokens added by
+    `add_tokens(model, tokenizer)` (which grows the embeddings too), and <END_A> made to win
+    wherever the most common greedy token over `texts` would: greedy generation then emits
+    <END_A> part-way through many completions and runs others to the token limit."""
+    from collections import Counter
+
+    import torch
+    from ft_common.tasks import END_A
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForCausalLM.from_pretrained(source)
+    if vary:
+        vary_weights(model)
+    common = Counter()
+    for text in texts:
+        ids = tokenizer(text, return_tensors="pt").input_ids
+        with torch.no_grad():
+            generated = model.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        common.update(generated[0, ids.shape[1]:].tolist()[2:])
+    target = common.most_common(1)[0][0]
+    torch.manual_seed(0)  # new embedding rows are drawn from the global RNG: the same model whatever ran before
+    add_tokens(model, tokenizer)
+    with torch.no_grad():
+        model.lm_head.weight[tokenizer.convert_tokens_to_ids(END_A)] = 1.2 * model.lm_head.weight[target]
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return Path(out_dir)

@@ -58,3 +58,31 @@ def test_local_launch_takes_one_worker(tmp_path, tiny_model):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "ft-train: error: --launch local runs one worker in this process: not with --workers > 1 or --address"]
+
+
+@pytest.mark.parametrize("launch", ["local", "ray"])
+def test_ctrl_c_stops_the_run_with_one_line_and_exit_130(tmp_path, tiny_model, launch):
+    """Ray Train's own SIGINT handler would exit 1 without a word; in process, the interrupt
+    reaches the training loop. Either way: the workers stop, "ft-train: aborted", exit 130."""
+    import signal
+    import subprocess
+    import time
+
+    from train_support import BIN
+
+    train = write_jsonl(tmp_path / "train.jsonl", viggo_records("train", 40))
+    out = tmp_path / "o"
+    cmd = [str(BIN / "ft-train"), "-m", str(tiny_model), "--train", str(train), "-o", str(out), "--launch", launch,
+           "--epochs", "1000", "--batch-size", "1", "--ctx-len", "64", "--log-every", "1"]
+    # SIGINT as a terminal sends it (a child of a background job would start with it ignored)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 120
+    while not (out / "metrics.jsonl").is_file() or not (out / "metrics.jsonl").read_text():
+        assert proc.poll() is None and time.time() < deadline, "training never started"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert stderr.replace("\r", "\n").strip().splitlines()[-1] == "ft-train: aborted"
+    assert stdout == ""

@@ -12,6 +12,7 @@ from ft_common.tasks import END_A
 from ft_prep import viggo
 from ft_prep.sources import local_file, read_file
 from ft_train import valid_accuracy as va
+from tiny_model import build_stop_model
 
 
 def prep_records(shared_data, n: int) -> list[dict]:
@@ -25,40 +26,18 @@ def stop_model(tiny_model, shared_data, tmp_path_factory) -> Path:
     """The tiny Llama with varied random weights and the task's tokens added (as ft-train adds
     them), <END_A> made to win where a common token would: some completions stop part-way,
     others run to the token limit, and a padding or position bug changes the text."""
-    import torch
     from ft_train.tokens import add_tokens, resize_embeddings
     from tokenizers.processors import TemplateProcessing
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    out = tmp_path_factory.mktemp("va-stop-llama")
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model)
-    model.config.tie_word_embeddings = False
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if param.dim() > 1:
-                param.copy_(torch.randn(param.shape, generator=generator) * (0.3 if "embed" in name else 0.15))
-        model.lm_head.weight = torch.nn.Parameter(torch.randn(model.model.embed_tokens.weight.shape,
-                                                              generator=generator) * 0.3)
-    common = Counter()
-    for record in prep_records(shared_data, 8):
-        ids = tokenizer(record["meta"]["input"], return_tensors="pt").input_ids
-        with torch.no_grad():
-            generated = model.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-        common.update(generated[0, ids.shape[1]:].tolist()[2:])
-    target = common.most_common(1)[0][0]
-    add_tokens(tokenizer, list(prep_records(shared_data, 1)[0]["special_tokens"]))
-    # Prompts start with <s>, as most models' do: a prompt encoded without it reads differently.
-    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
-        single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", tokenizer.bos_token_id)])
-    torch.manual_seed(0)
-    resize_embeddings(model, len(tokenizer))
-    with torch.no_grad():
-        model.lm_head.weight[tokenizer.convert_tokens_to_ids(END_A)] = 1.2 * model.lm_head.weight[target]
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    def add(model, tokenizer):
+        add_tokens(tokenizer, list(prep_records(shared_data, 1)[0]["special_tokens"]))
+        # Prompts start with <s>, as most models' do: a prompt encoded without it reads differently.
+        tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
+            single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", tokenizer.bos_token_id)])
+        resize_embeddings(model, len(tokenizer))
+
+    texts = [r["meta"]["input"] for r in prep_records(shared_data, 8)]
+    return build_stop_model(tiny_model, tmp_path_factory.mktemp("va-stop-llama"), texts, add, vary=True)
 
 
 def load(path: Path, dtype=None):

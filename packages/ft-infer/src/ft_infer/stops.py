@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ft_common.tasks import cut_at_stop
+from ft_common.decode import cut_completion
 
 from ft_infer.types import Result
 
@@ -22,17 +22,6 @@ class StopPlan:
     token_ids: frozenset[int]  # eos ids and single-token stop strings
     strings: tuple[str, ...]  # stop strings matched as text
     all_strings: tuple[str, ...]  # every stop string of the record (cut the text at these)
-
-
-def eos_ids(tokenizer, generation_config=None) -> set[int]:
-    """The end-of-sequence ids of a model: its generation config's and its tokenizer's."""
-    ids: set[int] = set()
-    for value in (getattr(generation_config, "eos_token_id", None), tokenizer.eos_token_id):
-        if isinstance(value, int):
-            ids.add(value)
-        elif isinstance(value, Iterable):
-            ids.update(int(v) for v in value)
-    return ids
 
 
 def plan_stops(tokenizer, stops: Sequence[str], eos: Iterable[int]) -> StopPlan:
@@ -53,17 +42,5 @@ def finish(tokenizer, generated: Sequence[int], plan: StopPlan, prompt_tokens: i
     finish_reason is "stop" when a stop token or string ended it (or the engine
     says so: vLLM's `engine_reason`), else "length".
     """
-    ids = list(generated)
-    stopped = False
-    for i, tok in enumerate(ids):
-        if tok in plan.token_ids:
-            ids, stopped = ids[:i], True
-            count = i + 1
-            break
-    else:
-        count = len(ids)
-    text = tokenizer.decode(ids, skip_special_tokens=False)
-    cut = cut_at_stop(text, plan.all_strings)
-    if len(cut) < len(text) or engine_reason == "stop":
-        stopped = True
-    return Result(cut, "stop" if stopped else "length", prompt_tokens, count)
+    text, reason, count = cut_completion(tokenizer, generated, plan.token_ids, plan.all_strings)
+    return Result(text, "stop" if engine_reason == "stop" else reason, prompt_tokens, count)

@@ -13,6 +13,8 @@ Train's local mode (Plan.in_process), the same train function and ray.train call
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -61,10 +63,13 @@ def fit_on_ray(plan: Plan, marks: dict) -> None:
                              storage_path=str(Path(cfg.out_dir) / ".work" / "ray"),
                              failure_config=FailureConfig(max_failures=0)),
     )
+    sigint = signal.getsignal(signal.SIGINT)
     try:
         trainer.fit()
         marks["fit_returned"] = time.time()
     finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, sigint)
         if own:
             _stop_monitor()
         ray.shutdown()  # stops the log forwarding too (only disconnects from a cluster given with --address)
@@ -128,4 +133,26 @@ def _trainer_class(own_cluster: bool):
         def _create_default_callbacks(self):
             return [cb for cb in super()._create_default_callbacks() if type(cb).__name__ not in unused]
 
+        def _register_sigint_handler(self, controller):
+            _abort_on_sigint(controller)
+
     return Trainer
+
+
+def _abort_on_sigint(controller) -> None:
+    """Ctrl-C: stop the workers, as Ray Train does, then interrupt as any ft command is
+    interrupted ("ft-train: aborted", exit 130). Ray Train's own handler swallows it and exits 1
+    with no word; the handler is put back after fit (fit_on_ray)."""
+    import signal
+
+    import ray
+
+    def on_sigint(signum, frame):
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts the abort
+        try:
+            ray.get(controller.abort.remote(), timeout=30)
+        except Exception:  # noqa: BLE001 - the controller may be gone already; ray.shutdown follows
+            pass
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)

@@ -12,18 +12,17 @@ apart; the checker's accuracy does. A pure library (no Ray): the training loop c
 
 ft-score is imported only inside `checker_for`, so ft-train installs and runs without it.
 
-Decoding reproduces ft-infer's hf engine (ft_infer/engines/hf.py, stops.py) without
-importing it: prompts tokenised with the tokenizer's special tokens, left-padded, position
-ids that skip the padding and a 4D mask that hides it (a sequence's output does not
-depend on its batch), a KV cache, argmax, stop at the stop id or eos, the text decoded
-with special tokens kept and cut at the stop string. No logits processors: the model's
-generation_config (a repetition_penalty, say) would make `model.generate` differ from ft-infer.
+Decoding is the loop ft-infer's hf engine runs, ft_common.decode (one place, so the two
+give the same text): prompts tokenised with the tokenizer's special tokens, left-padded,
+argmax, stop at the stop id or eos, the text decoded with special tokens kept and cut at
+the stop string. Not `model.generate`: the model's generation_config (a repetition_penalty,
+say) would make it differ from ft-infer.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
-import inspect
 import random
 import time
 from collections.abc import Iterable, Sequence
@@ -101,18 +100,6 @@ def default_max_new_tokens(tokenizer, records: Iterable[dict]) -> int:
 # ---------------------------------------------------------------------------- decoding
 
 
-def eos_ids(model, tokenizer) -> set[int]:
-    """The model's end-of-sequence ids: its generation config's and its tokenizer's (as ft-infer)."""
-    ids: set[int] = set()
-    config = getattr(model, "generation_config", None)
-    for value in (getattr(config, "eos_token_id", None), tokenizer.eos_token_id):
-        if isinstance(value, int):
-            ids.add(value)
-        elif isinstance(value, Iterable):
-            ids.update(int(v) for v in value)
-    return ids
-
-
 def greedy_complete(model, tokenizer, prompts: Sequence[str], stop_id: int, max_new_tokens: int = 256,
                     batch_size: int = 32, device=None, synced_gpus: bool = False) -> list[str]:
     """Greedy completions of `prompts`, each cut before its stop token (or eos)."""
@@ -131,10 +118,10 @@ def complete(model, tokenizer, prompts: Sequence[str], stop_id: int, max_new_tok
     same max_new_tokens (valid_accuracy does).
     """
     import torch
+    from ft_common.decode import cut_completion, decode, eos_ids, pad_id
 
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    stops = {stop_id} | eos_ids(model, tokenizer)
+    stops = {stop_id} | eos_ids(tokenizer, getattr(model, "generation_config", None))
     stop_text = tokenizer.decode([stop_id], skip_special_tokens=False)
     encoded = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]  # as ft-infer encodes
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))  # less padding per batch
@@ -142,75 +129,19 @@ def complete(model, tokenizer, prompts: Sequence[str], stop_id: int, max_new_tok
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():  # not inference_mode: ZeRO-3's parameter hooks need ordinary tensors
-            for start in range(0, len(order), batch_size):
-                batch = order[start:start + batch_size]
-                rows = _decode(model, [encoded[i] for i in batch], stops, pad_id, max_new_tokens, device, synced_gpus)
-                for i, ids in zip(batch, rows, strict=True):
-                    out[i] = _finish(tokenizer, ids, stops, stop_text)
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
+            # inference=False, torch.no_grad(): ZeRO-3's parameter hooks need ordinary tensors
+            rows = decode(model, [encoded[i] for i in batch], device=device, pad=pad_id(tokenizer),
+                          new=max_new_tokens, stop_ids=stops, inference=False,
+                          # ZeRO-3: ranks step until all are done; else the lagged flag (no wait per step)
+                          all_done=functools.partial(_all_done, synced_gpus=True) if synced_gpus else None)
+            for i, ids in zip(batch, rows, strict=True):
+                text, reason, _ = cut_completion(tokenizer, ids, stops, (stop_text,) if stop_text else ())
+                out[i] = (text, reason)
     finally:
         model.train(was_training)
     return out
-
-
-def _finish(tokenizer, ids: list[int], stops: set[int], stop_text: str) -> tuple[str, str]:
-    """ft_infer.stops.finish: ids cut at the first stop id, decoded, cut at the stop string."""
-    stopped = False
-    for i, tok in enumerate(ids):
-        if tok in stops:
-            ids, stopped = ids[:i], True
-            break
-    text = tokenizer.decode(ids, skip_special_tokens=False)
-    cut = text.split(stop_text, 1)[0] if stop_text else text
-    return cut, "stop" if stopped or len(cut) < len(text) else "length"
-
-
-def _decode(model, prompts: list[list[int]], stops: set[int], pad_id: int, new: int, device,
-            synced_gpus: bool) -> list[list[int]]:
-    """One batch (ft-infer's HFEngine.decode without static cache, compile or stop strings);
-    each row's ids end at (and include) its stop token."""
-    import torch
-    from transformers import DynamicCache
-
-    n, width = len(prompts), max(len(p) for p in prompts)
-    if new <= 0:
-        return [[] for _ in prompts]
-    ids = torch.full((n, width), pad_id, dtype=torch.long)
-    real = torch.zeros((n, width + new), dtype=torch.bool)  # which cache slots hold a real token
-    for row, prompt in enumerate(prompts):
-        ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
-        real[row, width - len(prompt):width] = True
-    ids, real = ids.to(device), real.to(device)
-    positions = (real[:, :width].long().cumsum(-1) - 1).clamp(min=0)  # padding takes no position
-    # Prefill mask: causal, padding keys hidden; a padding query sees itself (an empty row gives NaN).
-    causal = torch.ones((width, width), dtype=torch.bool, device=device).tril()
-    mask = (causal[None] & real[:, None, :width]) | torch.eye(width, dtype=torch.bool, device=device)[None]
-    stop_ids = torch.tensor(sorted(stops), dtype=torch.long, device=device)
-    # transformers 5.2x renamed forward's `past_key_values` to `cache` (the old name warns).
-    cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    cache = {cache_kw: DynamicCache(config=model.config)}
-
-    generated = torch.full((n, new), pad_id, dtype=torch.long, device=device)
-    lengths = torch.zeros(n, dtype=torch.long, device=device)
-    done = torch.zeros(n, dtype=torch.bool, device=device)
-    logits = model(input_ids=ids, attention_mask=mask[:, None], position_ids=positions, use_cache=True,
-                   logits_to_keep=1, **cache).logits[:, -1]
-    position = positions[:, -1:]
-    steps = 0
-    for step in range(new):
-        token = torch.where(done, pad_id, logits.argmax(-1))
-        generated[:, step] = token
-        lengths += (~done).long()
-        done |= torch.isin(token, stop_ids)
-        steps = step + 1
-        if steps == new or _all_done(done, synced_gpus):
-            break
-        position = position + 1
-        real[:, width + step] = True
-        logits = model(input_ids=token[:, None], attention_mask=real[:, None, None, :width + step + 1],
-                       position_ids=position, use_cache=True, **cache).logits[:, -1]
-    rows = generated[:, :steps].tolist()
-    return [row[:length] for row, length in zip(rows, lengths.tolist(), strict=True)]
 
 
 def _all_done(done, synced_gpus: bool) -> bool:

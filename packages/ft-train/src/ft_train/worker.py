@@ -223,12 +223,12 @@ class Worker:
             for epoch in range(p.epoch, cfg.epochs):
                 if self.run_epoch(epoch, p, checker):
                     break
-        finally:
+        finally:  # also when interrupted (Ctrl-C reaches a run in ft-train's own process)
             if checker is not None:
                 checker.close()
+            self.metrics.close()
         self.ckpt.finish()
         self.marks["checkpoint_written"] = time.time()
-        self.metrics.close()
         if self.rank == 0:
             with atomic_write(out / ".work" / manifest.WORKER_MARKS) as fh:
                 json.dump({"marks": self.marks, **self.spent}, fh)

@@ -1,6 +1,7 @@
 """The transformers engine: batched greedy (or sampled) decoding on CPU or GPU.
 
-Our own decode loop over a KV cache rather than `model.generate`, so that
+Our own decode loop over a KV cache (ft_common.decode, which ft-train's
+`--select-by accuracy` runs too) rather than `model.generate`, so that
 
 - each sequence stops at its own stop token ids and stop strings, and a batch
   ends the step after its last sequence stops;
@@ -26,14 +27,15 @@ minutes, and a count of finished records alone would say nothing until its end.
 
 from __future__ import annotations
 
-import inspect
+import functools
 from collections.abc import Callable
 
+from ft_common.decode import decode, eos_ids, pad_id
 from ft_common.errors import FtError, InputError
 from ft_common.models import resolve_model
 from ft_common.progress import log
 
-from ft_infer.stops import StopPlan, eos_ids, finish, plan_stops
+from ft_infer.stops import StopPlan, finish, plan_stops
 from ft_infer.types import GenerationOptions, Request, Result
 
 
@@ -69,6 +71,7 @@ class HFEngine:
         self.quiet = quiet
         self._cache = None  # the static cache, reused while batches keep its shape
         self._criteria = {}  # stop strings -> StopStringCriteria (seconds to build for a large vocabulary)
+        self.compiled = None  # the decode step under torch.compile (`compile`)
         self.model = None  # loaded on the first generate() call
         self.tokenizer = None
         self.on_step: Callable[[str], None] | None = None  # told "batch B/N, token T/M" each decode step
@@ -92,19 +95,15 @@ class HFEngine:
         except Exception as exc:  # transformers raises many kinds for a bad folder
             raise FtError(f"{self.model_name}: cannot load model ({type(exc).__name__}: {exc})") from exc
         tokenizer.padding_side = "left"
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+        self.pad_id = pad_id(tokenizer)
         self.eos = eos_ids(tokenizer, model.generation_config)
         self.tokenizer, self.model, self.device = tokenizer, model, torch.device(device)
         if self.batch_size is None:
             # A decode step of a small model costs about the same at any batch size (it is bound by
             # kernel launches), so on a GPU one batch takes as many prompts as memory allows.
             self.batch_size = 1024 if self.device.type == "cuda" else 32
-        self.forward = model.forward
-        # transformers 5.2x renamed forward's `past_key_values` to `cache`; the old name still
-        # works but warns on every call, and older releases know only it.
-        self.cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         if self.compile:
-            self.forward = torch.compile(model.forward, mode="reduce-overhead", dynamic=False)
+            self.compiled = torch.compile(model.forward, mode="reduce-overhead", dynamic=False)
         log(f"ft-infer: hf engine: {self.model_name} on {device} ({str(dtype).removeprefix('torch.')})", self.quiet)
 
     # -- prompts ---------------------------------------------------------------------------
@@ -155,73 +154,19 @@ class HFEngine:
 
     def decode(self, prompts: list[list[int]], plan: StopPlan,
                on_step: Callable[[int], None] | None = None) -> list[list[int]]:
-        """Generate for one batch; each row's ids end at (and include) its stop token.
+        """Generate for one batch (ft_common.decode); each row's ids end at (and include) its stop token.
         `on_step(n)` is called after the n-th token of the batch (host-side only: no device sync)."""
         import torch
-        from transformers import DynamicCache
 
-        opts, model, device = self.options, self.model, self.device
-        n, width, new = len(prompts), max(len(p) for p in prompts), opts.max_new_tokens
-        if new <= 0:
-            return [[] for _ in prompts]
-        if self.compile:
-            width = -(-width // 64) * 64  # fewer distinct shapes, fewer compiles
-        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
-        real = torch.zeros((n, width + new), dtype=torch.bool)  # which cache slots hold a real token
-        for row, prompt in enumerate(prompts):
-            ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
-            real[row, width - len(prompt):width] = True
-        ids, real = ids.to(device), real.to(device)
-        positions = (real[:, :width].long().cumsum(-1) - 1).clamp(min=0)
-        stop_ids = torch.tensor(sorted(plan.token_ids), dtype=torch.long, device=device)
-        criterion = self._criterion(plan.strings) if plan.strings else None
-        generator = None
+        opts, pick = self.options, None
         if not opts.greedy:
-            generator = torch.Generator(device=device).manual_seed(opts.seed)
-
-        generated = torch.full((n, new), self.pad_id, dtype=torch.long, device=device)
-        lengths = torch.zeros(n, dtype=torch.long, device=device)
-        done = torch.zeros(n, dtype=torch.bool, device=device)
-        flag = _DoneFlag(device)
-        static = self.static_cache
-        extra = {"cache_position": torch.arange(width, device=device)} if static else {}
-        with torch.inference_mode():
-            cache = self._static(n, width + new) if static else DynamicCache(config=model.config)
-            cache_arg = {self.cache_kw: cache}
-            logits = model(input_ids=ids, attention_mask=_prefill_mask(real, width, static), position_ids=positions,
-                           use_cache=True, logits_to_keep=1, **cache_arg, **extra).logits[:, -1]
-            position = positions[:, -1:]
-            steps = 0
-            for step in range(new):
-                token = _pick(logits, opts, generator)
-                token = torch.where(done, self.pad_id, token)
-                generated[:, step] = token
-                lengths += (~done).long()
-                hit = torch.isin(token, stop_ids)
-                if criterion is not None:
-                    hit |= criterion(generated[:, : step + 1], None)
-                done |= hit
-                steps = step + 1
-                if on_step is not None:
-                    on_step(steps)
-                if steps == new or flag.all_done(done):
-                    break
-                position = position + 1
-                real[:, width + step] = True
-                # The mask as a 4D view: transformers uses it as is (no per-step mask building,
-                # no host sync to test it for padding).
-                if static:  # fixed shapes: the whole mask, the cache slot to fill
-                    extra["cache_position"] = torch.full((1,), width + step, dtype=torch.long, device=device)
-                    if self.compile:  # CUDA graphs: the last step's outputs are no longer needed
-                        torch.compiler.cudagraph_mark_step_begin()
-                    logits = self.forward(input_ids=token[:, None], attention_mask=real[:, None, None, :],
-                                          position_ids=position, use_cache=True, **cache_arg,
-                                          **extra).logits[:, -1]
-                else:
-                    logits = model(input_ids=token[:, None], attention_mask=real[:, None, None, : width + step + 1],
-                                   position_ids=position, use_cache=True, **cache_arg).logits[:, -1]
-        rows = generated[:, :steps].tolist()
-        return [row[:length] for row, length in zip(rows, lengths.tolist(), strict=True)]
+            generator = torch.Generator(device=self.device).manual_seed(opts.seed)
+            pick = functools.partial(_sample, opts=opts, generator=generator)
+        return decode(self.model, prompts, device=self.device, pad=self.pad_id, new=opts.max_new_tokens,
+                      stop_ids=plan.token_ids, pick=pick,
+                      stop_strings=self._criterion(plan.strings) if plan.strings else None,
+                      static_cache=self._static if self.static_cache else None,
+                      compiled=self.compiled, on_step=on_step)
 
     def _fits(self, length: int) -> int:
         """The most sequences of `length` tokens whose KV cache fits in half the free GPU memory."""
@@ -269,23 +214,10 @@ def _attention_without_cudnn(device):
     return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
-def _prefill_mask(real, width: int, static: bool):
-    """The prompt pass's 4D boolean mask [batch, 1, width, keys] (True = may attend): causal, padding
-    keys hidden. A padding query sees only itself, so no row is empty (an empty row gives NaN)."""
+def _sample(logits, opts: GenerationOptions, generator):
+    """Next ids drawn at opts.temperature from the top_p nucleus."""
     import torch
 
-    keys = real.shape[1] if static else width
-    causal = torch.ones((width, keys), dtype=torch.bool, device=real.device).tril()
-    mask = causal[None] & real[:, None, :keys]
-    mask |= torch.eye(width, keys, dtype=torch.bool, device=real.device)[None]
-    return mask[:, None]
-
-
-def _pick(logits, opts: GenerationOptions, generator):
-    import torch
-
-    if opts.greedy:
-        return logits.argmax(-1)
     probs = torch.softmax(logits.float() / opts.temperature, dim=-1)
     if opts.top_p < 1.0:
         sorted_probs, index = probs.sort(dim=-1, descending=True)
@@ -293,28 +225,3 @@ def _pick(logits, opts: GenerationOptions, generator):
         sorted_probs = sorted_probs * keep
         probs = torch.zeros_like(probs).scatter_(-1, index, sorted_probs)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-
-
-class _DoneFlag:
-    """`all_done(done)`: on a CPU, now; on a GPU, as of the previous step (no wait on this one)."""
-
-    def __init__(self, device):
-        import torch
-
-        self.lagged = device.type == "cuda"
-        if self.lagged:
-            self.host = torch.zeros((), dtype=torch.bool).pin_memory()
-            self.event = torch.cuda.Event()
-            self.pending = False
-
-    def all_done(self, done) -> bool:
-        if not self.lagged:
-            return bool(done.all())
-        finished = False
-        if self.pending:
-            self.event.synchronize()
-            finished = bool(self.host)
-        self.host.copy_(done.all(), non_blocking=True)
-        self.event.record()
-        self.pending = True
-        return finished

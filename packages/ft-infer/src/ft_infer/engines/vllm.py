@@ -10,11 +10,12 @@ to vLLM as `stop_token_ids`; the others as `stop` strings.
 
 from __future__ import annotations
 
+from ft_common.decode import eos_ids
 from ft_common.errors import FtError, require_module
 from ft_common.models import resolve_model
 from ft_common.progress import log
 
-from ft_infer.stops import StopPlan, eos_ids, finish, plan_stops
+from ft_infer.stops import StopPlan, finish, plan_stops
 from ft_infer.types import GenerationOptions, Request, Result
 
 
