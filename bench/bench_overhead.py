@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # tiny_model, train_support
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "train")]  # tiny_model, train_support
 BIN = Path(sys.executable).parent
 KEYS = ("wall_s", "start_to_first_step_s", "train_s", "last_step_to_exit_s")
 
