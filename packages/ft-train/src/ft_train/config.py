@@ -133,6 +133,8 @@ class TrainConfig:
     save_every: int = opt(0, "Also save the full training state every N steps, and at each epoch end (0: off).",
                           type=click.IntRange(min=0))
     resume: bool = opt(False, "Continue from OUT_DIR/state (same --workers and --zero).")
+    dry_run: bool = opt(False, "Read, check and tokenise the data, print the plan (what the recipe chose, the steps, "
+                               "ZeRO, where the workers run) and stop: nothing trained, nothing left in OUT_DIR.")
 
     # --- tokens ---
     special_tokens_file: str | None = opt(None, "Tokens to add, one per line (default: the records' special_tokens).",

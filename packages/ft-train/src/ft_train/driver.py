@@ -205,6 +205,9 @@ def train(cfg: TrainConfig) -> dict:
     log(f"ft-train: plan: {plan.recipe['line']}; {_engine_words(plan)}; best checkpoint by "
         f"{'accuracy on ' + str(len(plan.eval_records)) + ' validation records' if plan.eval_records else 'perplexity'}",
         cfg.quiet)
+    if cfg.dry_run:  # the plan, and nothing left behind: what this run made, or the tokenizer copy
+        shutil.rmtree(made if made is not None else Path(plan.tokenizer_dir), ignore_errors=True)
+        return {"dry_run": True, **plan.resolved(), "data": plan.data}
     resumed_at = None
     if cfg.resume:
         info = checkpoint.latest_state(out)
