@@ -143,8 +143,6 @@ def _abort_on_sigint(controller) -> None:
     """Ctrl-C: stop the workers, as Ray Train does, then interrupt as any ft command is
     interrupted ("ft-train: aborted", exit 130). Ray Train's own handler swallows it and exits 1
     with no word; the handler is put back after fit (fit_on_ray)."""
-    import signal
-
     import ray
 
     def on_sigint(signum, frame):
