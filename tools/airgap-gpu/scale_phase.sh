@@ -8,9 +8,14 @@
 #   A: Qwen2.5-Coder-1.5B few-shot on SQL and ViGGO; fine-tuned on SQL (2 epochs)
 #   B: Qwen2.5-Coder-1.5B fine-tuned on GSM8K (2 epochs) and 8-shot
 #   C: Qwen2.5-Coder-0.5B fine-tuned on SQL, 4 epochs at lr 2e-4
+#   The plain command (the default recipe, accuracy-selected checkpoints), each under 10 minutes:
+#   D: Qwen2.5-Coder-1.5B fine-tuned on GSM8K
+#   E: Qwen2.5-Coder-1.5B two-stage: MathQA, then GSM8K from its best checkpoint
+#   F: Qwen2.5-Coder-1.5B fine-tuned on ViGGO and on SQL
+#   G: Qwen2.5-Coder-0.5B fine-tuned on SQL and on ViGGO
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-phase=${1:?usage: scale_phase.sh S|A|B|C}
+phase=${1:?usage: scale_phase.sh S|A|B|C|D|E|F|G}
 source tools/airgap-gpu/unstage.sh || exit 1
 L=models/Qwen2.5-Coder-1.5B-Instruct.Q4_K_M.gguf
 S=models/Qwen2.5-Coder-0.5B-Instruct-AWQ.gguf
@@ -58,5 +63,27 @@ case $phase in
     train ft-qwen0.5b-sql-e4 $S $D/sql-train.jsonl $D/sql-valid-wikisql.jsonl --epochs 4 --lr 2e-4
     for part in spider wikisql; do infer "ft-qwen0.5b-e4-$part" "$R/ft-qwen0.5b-sql-e4/best" $D/sql-valid-$part.jsonl --max-new-tokens 160; done
     ;;
+  D)
+    train ft-qwen1.5b-gsm8k-plain $L $D/gsm8k-train.jsonl $D/gsm8k-valid.jsonl
+    infer ft-qwen1.5b-gsm8k-plain "$R/ft-qwen1.5b-gsm8k-plain/best" $D/gsm8k-valid.jsonl --max-new-tokens 320
+    ;;
+  E)
+    train mathqa-qwen1.5b $L $D/mathqa-train.jsonl $D/gsm8k-valid.jsonl
+    train two-stage-qwen1.5b "$R/mathqa-qwen1.5b/best" $D/gsm8k-train.jsonl $D/gsm8k-valid.jsonl
+    infer two-stage-qwen1.5b "$R/two-stage-qwen1.5b/best" $D/gsm8k-valid.jsonl --max-new-tokens 320
+    ;;
+  F)
+    train ft-qwen1.5b-viggo $L $D/viggo-train.jsonl $D/viggo-valid.jsonl
+    infer ft-qwen1.5b-viggo "$R/ft-qwen1.5b-viggo/best" $D/viggo-valid.jsonl --max-new-tokens 128
+    train ft-qwen1.5b-sql-plain $L $D/sql-train.jsonl $D/sql-valid-wikisql.jsonl
+    for part in spider wikisql; do infer "ft-qwen1.5b-plain-$part" "$R/ft-qwen1.5b-sql-plain/best" $D/sql-valid-$part.jsonl --max-new-tokens 160; done
+    ;;
+  G)
+    train ft-qwen0.5b-sql-plain $S $D/sql-train.jsonl $D/sql-valid-wikisql.jsonl
+    for part in spider wikisql; do infer "ft-qwen0.5b-plain-$part" "$R/ft-qwen0.5b-sql-plain/best" $D/sql-valid-$part.jsonl --max-new-tokens 160; done
+    train ft-qwen0.5b-viggo-plain $S $D/viggo-train.jsonl $D/viggo-valid.jsonl
+    infer ft-qwen0.5b-viggo-plain "$R/ft-qwen0.5b-viggo-plain/best" $D/viggo-valid.jsonl --max-new-tokens 128
+    ;;
+  *) log "unknown phase $phase"; exit 2 ;;
 esac
 log "phase $phase done"
