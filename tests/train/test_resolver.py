@@ -164,3 +164,38 @@ def test_real_smollm2_gguf(tmp_path, monkeypatch):
     ids = tok("The capital of France is", return_tensors="pt").input_ids
     out = model.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=tok.eos_token_id)
     assert "Paris" in tok.decode(out[0, ids.shape[1]:])
+
+
+def test_a_big_files_sha256_is_read_once_and_again_when_it_changes(tmp_path, monkeypatch):
+    """file_sha256 remembers a model-sized file's digest by path, size, mtime and inode (no second
+    read of a 1 GB GGUF); a changed file is hashed again; a broken index is only a miss."""
+    import hashlib
+    import os
+
+    from ft_common import models
+
+    monkeypatch.setenv("FT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(models, "REMEMBER_FROM_BYTES", 1024)
+    big, small = tmp_path / "m.gguf", tmp_path / "config.json"
+    big.write_bytes(b"a" * 4096)
+    small.write_bytes(b"{}")
+    want = hashlib.sha256(b"a" * 4096).hexdigest()
+    assert models.file_sha256(big) == want
+    assert models.file_sha256(small) == hashlib.sha256(b"{}").hexdigest()
+    index = json.loads((tmp_path / "cache" / "sha256.json").read_text())
+    assert list(index.values()) == [want]  # the small file is not remembered
+
+    # Same path, size and mtime: the remembered digest, without reading the bytes.
+    st = big.stat()
+    big.write_bytes(b"b" * 4096)
+    os.utime(big, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert models.file_sha256(big) == want
+    # A new mtime: read again, and the old entry replaced.
+    os.utime(big, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert models.file_sha256(big) == hashlib.sha256(b"b" * 4096).hexdigest()
+    current = json.loads((tmp_path / "cache" / "sha256.json").read_text())
+    assert len(current) == 1
+
+    for broken in ("not json", "[1, 2]", json.dumps({next(iter(current)): "../../etc"})):
+        (tmp_path / "cache" / "sha256.json").write_text(broken)
+        assert models.file_sha256(big) == hashlib.sha256(b"b" * 4096).hexdigest()

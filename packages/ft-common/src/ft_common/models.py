@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import re
 import sys
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ft_common import hub, thirdparty
-from ft_common.atomic import atomic_dir
+from ft_common.atomic import atomic_dir, atomic_write
 from ft_common.errors import FtError, InputError, require_module
 from ft_common.progress import log
 
@@ -43,12 +44,50 @@ def cache_root() -> Path:
     return Path(os.environ.get("FT_CACHE", Path.home() / ".cache" / "ft"))
 
 
+# A model file's sha256 is remembered by where it is, its size, mtime and inode (FT_CACHE/sha256.json),
+# so a 1 GB GGUF or a checkpoint's weights are read once, not by every command (~1.5 s a GB).
+REMEMBER_FROM_BYTES = 16 << 20  # smaller files are hashed each time: cheap, and the index stays small
+REMEMBERED_MAX = 256
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    st = os.stat(path)
+    key = f"{os.path.realpath(path)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}"
+    remember = st.st_size >= REMEMBER_FROM_BYTES
+    known = _remembered() if remember else {}
+    if isinstance(known.get(key), str) and _SHA256.fullmatch(known[key]):
+        return known[key]
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
             digest.update(block)
-    return digest.hexdigest()
+    sha = digest.hexdigest()
+    if remember:
+        _remember(known, key, sha)
+    return sha
+
+
+def _remembered() -> dict:
+    """The remembered digests; an unreadable or foreign index counts as empty (it is only a cache)."""
+    try:
+        value = json.loads((cache_root() / "sha256.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _remember(known: dict, key: str, sha: str) -> None:
+    where = key.split("\0", 1)[0] + "\0"
+    known = {k: v for k, v in known.items() if not k.startswith(where)}  # the file's entry from before it changed
+    known[key] = sha
+    known = dict(list(known.items())[-REMEMBERED_MAX:])
+    try:
+        cache_root().mkdir(parents=True, exist_ok=True)
+        with atomic_write(cache_root() / "sha256.json") as fh:
+            json.dump(known, fh)
+    except OSError:  # a read-only cache: hash again next time
+        pass
 
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
