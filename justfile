@@ -66,6 +66,10 @@ bench-overhead *ARGS:
 bench-train-smoke:
     {{venv}}/python bench/bench_train.py --device cpu --tiny --data-dir {{data}}
 
+# A training step's compile and step time: eager, whole-model torch.compile, ft-train's --compile (each block).
+bench-compile *ARGS: fetch-model
+    {{venv}}/python bench/bench_compile.py --model {{smollm}} --out runs/bench_compile.json {{ARGS}}
+
 # ft-train's LM-head loss, plain vs chunked (fused): time and peak memory (CPU fp32 ~3 min; bf16 on a GPU).
 bench-loss *ARGS:
     {{venv}}/python bench/bench_loss.py --out runs/bench_loss.json {{ARGS}}

@@ -44,6 +44,8 @@ RUNS = {
     "viggo-reproduce": ("viggo", ["--lr", "2e-4", "--batch-tokens", "24576", "--epochs", "10", "--warmup", "0.03",
                                   "--select-by", "ppl"]),
     "viggo-plain-ppl": ("viggo", ["--select-by", "ppl"]),
+    "viggo-compile": ("viggo", ["--compile"]),  # the plain command with its blocks compiled (ft_train/compile.py)
+    "viggo-ray": ("viggo", ["--launch", "ray"]),  # the plain command on a Ray worker process, as before
     "viggo-lr4e-4": ("viggo", ["--lr", "4e-4"]),
     "viggo-11k-lr3e-4": ("viggo", ["--lr", "3e-4", "--batch-tokens", "11264"]),
     "sql-plain": ("sql", []),

@@ -106,7 +106,8 @@ class TrainConfig:
     layout: str = opt("group", "group records by length (no mask needed); pack them into ctx-len rows; or pad each "
                                "to ctx-len.", type=click.Choice(LAYOUTS))
     gradient_checkpointing: bool = opt(False, "Recompute activations (less memory, slower).")
-    compile: bool = opt(False, "torch.compile the model (GPU, ZeRO-0).")
+    compile: bool = opt(False, "torch.compile each transformer block for the training steps (ZeRO-0): one block's "
+                               "compile, reused by every block and batch shape.")
     # ft_train.fused_loss; ZeRO-3 always takes the plain path (its head weight is gathered only by the module)
     fused_loss: bool = opt(True, "The LM head and its loss a chunk of target rows at a time: never the whole "
                                  "[tokens, vocab] logits, a large vocabulary's largest activation; the same loss. "

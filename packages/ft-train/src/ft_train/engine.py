@@ -230,7 +230,7 @@ class Engine:
 
 
 class PlainEngine(Engine):
-    """ZeRO-0: the model (DDP-wrapped with several workers, optionally compiled on GPU),
+    """ZeRO-0: the model (DDP-wrapped with several workers, its blocks compiled with --compile),
     AdamW (fused on GPU); in bf16 with FlatMaster unless flat_master=False (then fp32
     weights under bf16 autocast, the older path, kept for the benchmark)."""
 
@@ -246,8 +246,10 @@ class PlainEngine(Engine):
 
             self.forward_model = DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
-        if cfg.compile and device.type == "cuda":
-            self.forward_model = torch.compile(self.forward_model)
+        if cfg.compile:  # each transformer block, for training steps (ft_train/compile.py)
+            from ft_train.compile import compile_blocks
+
+            compile_blocks(model)
         params = self.master.parameters() if self.master else model.parameters()
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
                                            fused=device.type == "cuda")

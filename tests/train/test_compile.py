@@ -1,0 +1,72 @@
+"""--compile: each transformer block compiled once for all blocks and batch shapes, training only."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")),
+                                reason="torch.compile on the CPU needs a C compiler")
+
+
+def _model(tiny_model):
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32, attn_implementation="sdpa")
+
+
+def _step(model, ids):
+    out = model(input_ids=ids, labels=ids, use_cache=False)  # as ft-train trains
+    out.loss.backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    return out.loss.detach(), grads
+
+
+def test_blocks_compile_once_for_every_block_and_shape_and_train_the_same(tiny_model):
+    from ft_train.compile import compile_blocks
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    eager, compiled = _model(tiny_model).train(), _model(tiny_model).train()  # from_pretrained gives eval mode
+    keys = list(compiled.state_dict())
+    assert compile_blocks(compiled) == 2  # the tiny Llama's two LlamaDecoderLayer
+    assert list(compiled.state_dict()) == keys  # checkpoints keep their names
+    gen = torch.Generator().manual_seed(0)
+    # Batch shapes vary (the group layout's batches do): one graph for both blocks and every shape;
+    # a batch of one row is the one shape that compiles again (dynamo specializes sizes of 1).
+    for shapes, graphs in (([(2, 16), (3, 23), (4, 40)], 1), ([(1, 30)], 2)):
+        for shape in shapes:
+            ids = torch.randint(0, 500, shape, generator=gen)
+            (loss_e, grads_e), (loss_c, grads_c) = _step(eager, ids), _step(compiled, ids)
+            assert torch.allclose(loss_e, loss_c, rtol=1e-5, atol=1e-6)
+            for ge, gc in zip(grads_e, grads_c, strict=True):
+                assert torch.allclose(ge, gc, rtol=1e-4, atol=1e-6)
+        assert counters["stats"]["unique_graphs"] == graphs, dict(counters["stats"])
+
+
+def test_evaluation_and_decoding_stay_eager(tiny_model):
+    from ft_train.compile import compile_blocks
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    model = _model(tiny_model)
+    compile_blocks(model)
+    model.eval()
+    with torch.no_grad():
+        model(input_ids=torch.randint(0, 500, (2, 12)))
+        model.generate(torch.randint(0, 500, (1, 5)), max_new_tokens=4, do_sample=False)
+    assert counters["stats"]["unique_graphs"] == 0
+
+
+def test_a_model_without_known_blocks_is_left_alone():
+    from ft_train.compile import compile_blocks
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    assert compile_blocks(model) == 0
+    assert "forward" not in vars(model[0])
