@@ -7,7 +7,7 @@
 #
 #   bash tools/airgap-gpu/recipe_phase.sh NAME RUNS [MODEL]
 #   RUNS: comma-separated names from `python bench/time_to_accuracy.py --list`
-#   EXTRA_BENCH=1 first runs bench/bench_loss.py and bench/bench_overhead.py (about 4 minutes)
+#   EXTRA_BENCH=1 first runs bench/bench_loss.py, bench_compile.py and bench_overhead.py (about 6 minutes)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 name=${1:?usage: recipe_phase.sh NAME RUNS [MODEL]}
@@ -25,8 +25,10 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >&2
 # The SQL checker's jail (seccomp, rlimits) on this host: five references scored as completions.
 head -5 .carry/data/sql-valid-wikisql.jsonl | python3 -c 'import json,sys; [print(json.dumps({**r, "completion": r["meta"]["reference"], "finish_reason": "stop"})) for r in map(json.loads, sys.stdin)]' \
   | ft-score sql -q --summary /tmp/preflight.json > /dev/null && cat /tmp/preflight.json >&2 || log "sql checker preflight failed"
-if [ -n "${EXTRA_BENCH:-}" ]; then  # the fused loss in bf16, and seconds before/after training per --launch
+if [ -n "${EXTRA_BENCH:-}" ]; then  # the fused loss and --compile in bf16, seconds before/after training per --launch
   timeout 120 python3 bench/bench_loss.py --out "$W/bench_loss.json" >&2 || log "bench_loss failed"
+  timeout 150 python3 bench/bench_compile.py --model "$model" --device cuda --dtype bfloat16 --modes eager,blocks \
+    --shapes 16x384,16x384,12x512,24x256 --out "$W/bench_compile.json" >&2 || log "bench_compile failed"
   timeout 240 python3 bench/bench_overhead.py --model "$model" --device cuda --runs 2 --data .carry/data \
     --rows 1000 --ft-args "--epochs 1 --select-by ppl" --out "$W/bench_overhead.json" >&2 || log "bench_overhead failed"
 fi
