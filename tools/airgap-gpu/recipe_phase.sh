@@ -6,7 +6,7 @@
 # (no weights) are packed into $OUT/NAME.tgz even when the call is cut short.
 #
 #   bash tools/airgap-gpu/recipe_phase.sh NAME RUNS [MODEL]
-#   RUNS: comma-separated names from `python bench/time_to_accuracy.py --list`
+#   RUNS: comma-separated names from `python bench/time_to_accuracy.py --list`, or none
 #   EXTRA_BENCH=1 first runs bench/bench_loss.py, bench_compile.py and bench_overhead.py (about 6 minutes)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -32,6 +32,6 @@ if [ -n "${EXTRA_BENCH:-}" ]; then  # the fused loss and --compile in bf16, seco
   timeout 240 python3 bench/bench_overhead.py --model "$model" --device cuda --runs 2 --data .carry/data \
     --rows 1000 --ft-args "--epochs 1 --select-by ppl" --out "$W/bench_overhead.json" >&2 || log "bench_overhead failed"
 fi
-timeout "${PHASE_TIMEOUT:-540}" python3 bench/time_to_accuracy.py --data .carry/data --model "$model" --runs "$runs" \
+[ "$runs" = none ] || timeout "${PHASE_TIMEOUT:-540}" python3 bench/time_to_accuracy.py --data .carry/data --model "$model" --runs "$runs" \
   --out "$W/time_to_accuracy.json" --work "$W"
 log "phase $name done"
