@@ -24,15 +24,15 @@ from ft_train.plan import Plan
 def fit_on_ray(plan: Plan, marks: dict) -> None:
     """Run worker.train_loop_per_worker on plan.cfg.workers Ray Train workers (in this process
     when plan.in_process); `marks` gets the wall-clock times of ray_init, fit_returned and ray_shutdown."""
+    if plan.in_process:
+        _fit_in_process(plan, marks)
+        return
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig
 
     from ft_train.worker import train_loop_per_worker
 
-    if plan.in_process:
-        _fit_in_process(plan, marks)
-        return
     cfg, use_gpu = plan.cfg, plan.device == "cuda"
     # Ray Train notices the workers have finished at its next health check (2 s by default).
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")

@@ -31,10 +31,14 @@ def compile_blocks(model: torch.nn.Module) -> int:
 
 def _for_training(block: torch.nn.Module, forward):
     compiled = torch.compile(forward, dynamic=True)
+    marked = False  # the marks shape the first compile only: later calls match its dynamic graph
 
     def dispatch(*args, **kwargs):
+        nonlocal marked
         if block.training and torch.is_grad_enabled():
-            _batch_and_length_dynamic((args, kwargs))
+            if not marked:
+                _batch_and_length_dynamic((args, kwargs))
+                marked = True
             return compiled(*args, **kwargs)
         return forward(*args, **kwargs)
 

@@ -379,9 +379,8 @@ def _truncate_metrics(path: Path, step: int) -> None:
     if not path.is_file():
         return
     keep = [r for r in read_records(str(path)) if r["step"] <= step]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
-    os.replace(tmp, path)
+    with atomic_write(path) as fh:
+        fh.write("".join(json.dumps(r) + "\n" for r in keep))
 
 
 def _one_rank_group(device: str) -> None:
