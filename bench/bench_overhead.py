@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -23,7 +24,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "train")]  # tiny_model, train_support
+# ft-train beside this Python (a venv), else the one on PATH (the GPU host's launchers)
 BIN = Path(sys.executable).parent
+FT_TRAIN = str(BIN / "ft-train") if (BIN / "ft-train").exists() else (shutil.which("ft-train") or "ft-train")
 KEYS = ("wall_s", "start_to_first_step_s", "train_s", "last_step_to_exit_s")
 
 
@@ -38,7 +41,7 @@ def viggo(data: str | None, split: str, limit: int) -> list[dict]:
 
 
 def one_run(model: str, train: Path, valid: Path, out: Path, launch: str, device: str, extra: list[str]) -> dict:
-    cmd = [str(BIN / "ft-train"), "-m", model, "--train", str(train), "--valid", str(valid), "-o", str(out),
+    cmd = [FT_TRAIN, "-m", model, "--train", str(train), "--valid", str(valid), "-o", str(out),
            "--launch", launch, "--device", device, "-q", *extra]
     t0 = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True)

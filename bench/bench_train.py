@@ -56,7 +56,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# ft-train beside this Python (a venv), else the one on PATH (the GPU host's launchers)
 BIN = Path(sys.executable).parent
+FT_TRAIN = str(BIN / "ft-train") if (BIN / "ft-train").exists() else (shutil.which("ft-train") or "ft-train")
 sys.path.insert(0, str(ROOT / "tests"))  # tiny_model, for --tiny
 
 PEAK_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.4, "H200": 989.4, "GH200": 989.4, "A100": 312.0, "L40S": 362.0}
@@ -113,7 +115,7 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
 # ---- ft-train runs ----------------------------------------------------------------------------
 
 def run_ft_train(model: str, train: Path, valid: Path, out: Path, extra: list[str], device: str) -> dict:
-    cmd = [str(BIN / "ft-train"), "-m", model, "--train", str(train), "--valid", str(valid), "-o", str(out),
+    cmd = [FT_TRAIN, "-m", model, "--train", str(train), "--valid", str(valid), "-o", str(out),
            "--device", device, "-q", *extra]
     log("$ " + " ".join(cmd))
     start = time.monotonic()

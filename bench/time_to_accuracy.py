@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -89,9 +90,14 @@ def run(name: str, args, gpu: str) -> dict:
         subprocess.run(["rm", "-rf", str(out)], check=True)
     cmd = ["ft-train", "-m", args.model, "--train", str(data / f"{train}.jsonl"),
            "--valid", str(data / f"{valid}.jsonl"), "-o", str(out), *flags, *args.extra]
+    run_cmd, env = cmd, None
+    if name in args.record and shutil.which("script"):
+        # The user's view: ft-train on a terminal (a pty), its stdout and stderr as drawn, in a typescript.
+        run_cmd = ["script", "-qefc", shlex.join(cmd), str(work / f"{name}.terminal.txt")]
+        env = {**os.environ, "COLUMNS": "100", "LINES": "30", "TERM": "xterm-256color"}
     t0 = time.time()
     with open(work / f"{name}.train.log", "w") as err, open(work / f"{name}.train.json", "w") as so:
-        rc = subprocess.run(cmd, stdout=so, stderr=err).returncode
+        rc = subprocess.run(run_cmd, stdout=so, stderr=err, env=env).returncode
     wall = time.time() - t0
     entry = {"name": name, "task": task, "model": Path(args.model).name, "command": shlex.join(cmd),
              "flags": flags, "rc": rc, "wall_s": round(wall, 1), "gpu": gpu}
@@ -140,12 +146,14 @@ def main() -> None:
     ap.add_argument("--out", default="runs/time_to_accuracy.json")
     ap.add_argument("--work", default="runs/tta")
     ap.add_argument("--list", action="store_true")
+    ap.add_argument("--record", default="", help="runs whose ft-train runs on a pty under `script`: WORK/RUN.terminal.txt")
     ap.add_argument("extra", nargs="*", help="ft-train flags added to every run (after --)")
     args = ap.parse_args()
     if args.list:
         for name, (task, flags) in RUNS.items():
             print(f"{name:20} {task:6} {' '.join(flags) or '(plain command)'}")
         return
+    args.record = set(filter(None, args.record.split(",")))
     Path(args.work).mkdir(parents=True, exist_ok=True)
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.is_file() else []

@@ -8,6 +8,9 @@
 #   bash tools/airgap-gpu/recipe_phase.sh NAME RUNS [MODEL]
 #   RUNS: comma-separated names from `python bench/time_to_accuracy.py --list`, or none
 #   EXTRA_BENCH=1 first runs bench/bench_loss.py, bench_compile.py and bench_overhead.py (about 6 minutes)
+#   RECORD=RUN[,RUN]: those runs' ft-train on a pty under `script` (RUN.terminal.txt: the user's terminal)
+#   MFU=1 then runs bench/bench_train.py at 1.5B (Qwen2.5-1.5B's config from .carry/prof/qwen, random weights;
+#   carry .carry/prof): ViGGO rows and 2,048-token rows, at the plain batch and at 16k-token batches
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 name=${1:?usage: recipe_phase.sh NAME RUNS [MODEL]}
@@ -32,6 +35,27 @@ if [ -n "${EXTRA_BENCH:-}" ]; then  # the fused loss and --compile in bf16, seco
   timeout 240 python3 bench/bench_overhead.py --model "$model" --device cuda --runs 2 --data .carry/data \
     --rows 1000 --ft-args "--epochs 1 --select-by ppl" --out "$W/bench_overhead.json" >&2 || log "bench_overhead failed"
 fi
+# The acceptance's wall time is with the model already de-quantized in the cache: do that first, once.
+python3 -c "import sys; from ft_common.models import resolve_model; print(resolve_model(sys.argv[1]).path)" "$model" >&2
 [ "$runs" = none ] || timeout "${PHASE_TIMEOUT:-540}" python3 bench/time_to_accuracy.py --data .carry/data --model "$model" --runs "$runs" \
-  --out "$W/time_to_accuracy.json" --work "$W"
+  --out "$W/time_to_accuracy.json" --work "$W" --record "${RECORD:-}"
+if [ -n "${MFU:-}" ]; then
+  python3 - <<'PY' >&2
+import torch, transformers
+cfg = transformers.AutoConfig.from_pretrained(".carry/prof/qwen")
+transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).save_pretrained("/tmp/qwen1.5b-random")
+transformers.AutoTokenizer.from_pretrained(".carry/prof/qwen").save_pretrained("/tmp/qwen1.5b-random")
+PY
+  mfu() {  # TAG BATCH_FLAGS BENCH_FLAGS...: one ft-train run at 1.5B; selection by perplexity (random weights)
+    local tag=$1 batch=$2; shift 2
+    timeout 150 python3 bench/bench_train.py --mode throughput --legs default --model /tmp/qwen1.5b-random \
+      --data-dir .carry/prof --ft-args "--select-by ppl $batch" --out "/tmp/mfu/$tag" "$@" >&2 || log "mfu $tag failed"
+    cp "/tmp/mfu/$tag/bench_train.json" "$W/mfu-1.5b-$tag.json" 2>/dev/null
+    cp "/tmp/mfu/$tag/ft-default/metrics.jsonl" "$W/mfu-1.5b-$tag.metrics.jsonl" 2>/dev/null
+  }
+  mfu viggo "" --rows 2500
+  mfu viggo-16k "--batch-tokens 16384" --rows 2500
+  mfu long "" --long 2048
+  mfu long-16k "--batch-tokens 16384" --long 2048
+fi
 log "phase $name done"
