@@ -138,6 +138,25 @@ def run(name: str, args, gpu: str) -> dict:
     return entry
 
 
+def table(results: list[dict]) -> str:
+    """The Markdown table of the ft-train README and docs/benchmarks.md, one row per run."""
+    def f(value, fmt):
+        return format(value, fmt) if isinstance(value, int | float) else "-"
+
+    rows = ["| run | flags | steps | best epoch | training s | wall s | to first step s | valid accuracy (n) "
+            "| tokens/s | peak GiB | selection s/epoch | GPU |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for e in results:
+        gen = [p["val_gen_s"] for p in e.get("per_epoch", []) if p.get("val_gen_s") is not None]
+        acc = "-" if e.get("valid_accuracy") is None else f"{100 * e['valid_accuracy']:.1f}% ({e['n_valid']})"
+        rows.append(f"| {e['name']} | {' '.join(e['flags']) or '(none)'} | {f(e.get('optimizer_steps'), 'd')} "
+                    f"| {f(e.get('best_epoch'), 'd')} | {f(e.get('train_s'), '.1f')} | {f(e.get('wall_s'), '.1f')} "
+                    f"| {f((e.get('timing') or {}).get('start_to_first_step_s'), '.1f')} | {acc} "
+                    f"| {f(e.get('tokens_per_s_median'), ',')} | {f(e.get('peak_mem_gb'), '.1f')} "
+                    f"| {f(sum(gen) / len(gen) if gen else None, '.1f')} | {e.get('gpu', '-')} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=".carry/data")
@@ -148,7 +167,11 @@ def main() -> None:
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--record", default="", help="runs whose ft-train runs on a pty under `script`: WORK/RUN.terminal.txt")
     ap.add_argument("extra", nargs="*", help="ft-train flags added to every run (after --)")
+    ap.add_argument("--table", action="store_true", help="print --out's runs as a Markdown table, run nothing")
     args = ap.parse_args()
+    if args.table:
+        print(table(json.loads(Path(args.out).read_text())))
+        return
     if args.list:
         for name, (task, flags) in RUNS.items():
             print(f"{name:20} {task:6} {' '.join(flags) or '(plain command)'}")
