@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 from ft_common.cli import run
 from ft_score.cli import cli
-from ft_score.report import _short_model, load_runs, markdown, run_name
+from ft_score.compare import compare, mcnemar_exact
+from ft_score.report import _short_model, load_runs, markdown, report, run_name
 
 BIN = Path(sys.executable).parent / "ft-score"
 HEADER = ("| model | method | accuracy | 95% CI | n | prompt tokens/request | training |\n"
@@ -53,6 +54,69 @@ def test_table_is_exact(runs):
     result = CliRunner().invoke(cli, ["report", *runs, "--label", "fewshot-y=Qwen 1.5B|9-shot prompt"])
     assert result.exit_code == 0, result.output
     assert result.stdout == EXPECTED
+
+
+def _scored(path: Path, ids, correct, fmt: str) -> str:
+    path.write_text("".join(json.dumps({"id": f"viggo/valid/{i}", "task": "viggo", "format": fmt,
+                                        "score": {"correct": i in correct}}) + "\n" for i in ids))
+    return str(path)
+
+
+@pytest.fixture
+def paired(tmp_path):
+    """Two scored viggo runs beside `runs`: a prompted baseline, right on ids 2, 8, 9 of 0-9 and 30, and a
+    tuned run, right on 0-6, 8, 9 of 0-9 and 20. On their 10 shared ids the tuned run wins 6 (0, 1, 3-6)
+    and loses none; against ft-x-viggo (ids 0-3, right on 0, 1, 3) the baseline loses 3 and wins 1 (id 2)."""
+    base = _scored(tmp_path / "prompted-viggo.scored.jsonl", [*range(10), 30], {2, 8, 9}, "fewshot")
+    tuned = _scored(tmp_path / "tuned-viggo.scored.jsonl", [*range(10), 20], {*range(7), 8, 9}, "tokens")
+    return tuned, base
+
+
+def test_against_columns_are_exact(runs, paired):
+    tuned, base = paired
+    # McNemar by hand: 6 wins, 0 losses -> 2 * 0.5**6 = 0.03125; 3 wins, 1 loss -> 2 * (1 + 4) / 16 = 0.625;
+    # 0 wins, 1 loss -> 1. compare() agrees.
+    assert mcnemar_exact(6, 0) == pytest.approx(0.03125) and mcnemar_exact(3, 1) == pytest.approx(0.625)
+    loaded = load_runs([tuned, base])
+    assert compare(loaded[0].verdicts, loaded[1].verdicts)["mcnemar_p"] == pytest.approx(0.03125)
+    result = CliRunner().invoke(cli, ["report", *runs, tuned, base, "--label", "fewshot-y=Qwen 1.5B|9-shot prompt",
+                                      "--label", "prompted-viggo=SmolLM2", "--against", "prompted-viggo",
+                                      "--against", tuned])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        "### viggo\n\n| model | method | accuracy | 95% CI | n | prompt tokens/request | training "
+        "| vs SmolLM2 | vs tuned-viggo |\n|---|---|---:|---|---:|---:|---|---|---|\n"
+        "| ft-x/best | fine-tuned | 75.0% | 30.1-95.4% | 4 | 32 | 2 ep, best 2 (val ppl 1.235), ~120 s, 2k tok/s "
+        "| +50.0, p = 0.62 | -25.0, p = 1 |\n"
+        "| Qwen 1.5B | 9-shot prompt | 10.0% | 1.8-40.4% | 10 | 812 | - | - | - |\n"  # a summary: no verdicts
+        "| tuned-viggo | fine-tuned | 81.8% | 52.3-94.9% | 11 | - | - | +60.0, p = 0.031 (10 shared) | - |\n"
+        "| SmolLM2 | few-shot prompt | 27.3% | 9.8-56.6% | 11 | - | - | - | -60.0, p = 0.031 (10 shared) |\n"
+        "\n### sql\n\n" + HEADER +  # another task: no column
+        "| fewshot-y-spider | - | - | - | 0 | - | - |\n"
+    )
+
+
+def test_pairing_needs_unique_shared_ids(paired, tmp_path):
+    tuned, base = paired
+    no_ids = tmp_path / "noids.jsonl"
+    no_ids.write_text(json.dumps({"task": "viggo", "score": {"correct": True}}) + "\n")
+    twice = _scored(tmp_path / "twice.jsonl", [1, 1], {1}, "tokens")
+    other = _scored(tmp_path / "other.jsonl", [50, 51], {50}, "tokens")
+    out = tmp_path / "t.md"
+    report([tuned, str(no_ids), twice, other, base], against=[base], output=str(out), quiet=True)
+    rows = [line.rsplit("|", 2)[-2].strip() for line in out.read_text().splitlines()[4:]]
+    assert rows == ["+60.0, p = 0.031 (10 shared)", "-", "-", "-", "-"]  # the table still has every run
+    report([str(no_ids), base], against=[str(no_ids)], output=str(out), quiet=True)
+    assert [line.rsplit("|", 2)[-2] for line in out.read_text().splitlines()[4:]] == [" - ", " - "]
+
+
+def test_against_stdin_is_read_once(paired):
+    tuned, base = paired
+    proc = subprocess.run([str(BIN), "report", base, "-", "--against", "-"], input=Path(tuned).read_text(),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[2].endswith("| vs stdin |")
+    assert proc.stdout.splitlines()[4].endswith("| -60.0, p = 0.031 (10 shared) |")
 
 
 def test_names_labels_by_path_and_file_output(runs, tmp_path):
@@ -123,6 +187,9 @@ def test_bad_inputs_are_one_line_errors(runs, tmp_path, capsys):
     fails([str(notsummary)], 2, "not a JSON object")
     fails([runs[1], "--label", "nope=A|B"], 2, "--label names nope")
     fails([runs[1], "--label", "broken"], 2, "RUN=MODEL|METHOD")
+    fails([*runs, "--against", "nope"], 2, "--against names nope, not among the runs (ft-x-viggo, fewshot-y,")
+    fails([*runs, "--against", "fewshot-y"], 2,
+          "--against fewshot-y: a summary has no per-record verdicts; give its scored JSONL")
     (tmp_path / "ft-x.ft-train.json").write_text("{}")
     fails([runs[0]], 2, "not an ft-train manifest")
 

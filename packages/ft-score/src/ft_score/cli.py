@@ -59,20 +59,25 @@ def compare(run_a, run_b, as_json, quiet):
 @click.option("--label", "labels", multiple=True, metavar="RUN=MODEL|METHOD",
               help="Name a run's model and method in the table (repeatable); RUN is the run's path "
                    "as given, or its file name without .scored.jsonl / .summary.json.")
+@click.option("--against", multiple=True, metavar="RUN",
+              help="Add a column to RUN's task table: each run's accuracy difference to RUN in points and "
+                   "McNemar's exact p on their shared ids (repeatable; RUN as for --label, a scored JSONL).")
 @click.option("--title", default=report_lib.TITLE, show_default=True, help="The chart's title.")
 @common_options
-def report(runs, output, chart_path, labels, title, quiet):
+def report(runs, output, chart_path, labels, against, title, quiet):
     """Markdown results tables (one per task) and a PNG chart from scored runs or summaries.
 
     RUNS are scored JSONL files (ft-score TASK -o) or summary JSON files
     (--summary; any path ending in .json); a fine-tune's NAME.ft-train.json
-    beside a run adds its training facts.
+    beside a run adds its training facts. --against BASE adds a `vs BASE`
+    column (points of accuracy over BASE, paired McNemar p) to BASE's table.
 
     \b
       ft-infer -m ckpt < valid.jsonl | ft-score generic -q | ft-score report - --chart acc.png
       ft-score report tuned.jsonl base.jsonl --label 'tuned=SmolLM2-135M|fine-tuned' -o table.md
+      ft-score report tuned.jsonl base.jsonl --against base
     """
-    report_lib.report(runs, labels, output, chart_path, title, quiet)
+    report_lib.report(runs, labels, output, chart_path, title, quiet, against)
 
 
 def main() -> None:

@@ -8,6 +8,11 @@ its 95% Wilson interval, n, prompt tokens per request, and training facts when
 a fine-tune's manifest (`NAME.ft-train.json`, with `NAME.metrics.jsonl`) lies
 beside the file, NAME being the run's name or its longest prefix cut at a
 `-` (so `ft-smollm2-spider` finds `ft-smollm2.ft-train.json`).
+
+Each `against` run (a baseline) adds a `vs NAME` column to its task's table:
+every other run's accuracy difference to it in points and McNemar's exact p,
+paired on the ids both share. Only scored records give per-id verdicts, so a
+summary JSON, or records without unique ids, gets "-" there.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from ft_common.errors import InputError, UsageError, require_module
 from ft_common.jsonl import STDIO, display_name, read_records
 from ft_common.progress import log
 
+from ft_score.compare import compare, correctness
 from ft_score.summary import Summary
 
 # What ft-prep's record `format` says about how the model was asked.
@@ -42,6 +48,8 @@ class Run:
     method: str
     training: str  # "-" when no manifest was found
     fine_tuned: bool  # blue in the chart
+    verdicts: dict[str, bool] | None = None  # {id: correct}, for pairing; None: a summary, or ids not unique
+    label: str = ""  # the model named by --label, if any: an `against` column's heading
 
 
 def run_name(path: str) -> str:
@@ -114,9 +122,11 @@ def training_info(path: str, name: str) -> str:
     return text
 
 
-def _summarise_records(path: str) -> tuple[dict, Counter, Counter]:
-    """The summary of a scored JSONL file, with the counts of its `model` and `format` keys."""
+def _summarise_records(path: str) -> tuple[dict, Counter, Counter, dict[str, bool] | None]:
+    """The summary of a scored JSONL file, the counts of its `model` and `format` keys, and its
+    {id: correct} (None when an id is missing or repeated: the table still works, pairing does not)."""
     summary: Summary | None = None
+    verdicts: list[dict] = []  # kept from the one pass: stdin cannot be read twice
     models: Counter[str] = Counter()
     formats: Counter[str] = Counter()
     for line, record in enumerate(read_records(path), 1):
@@ -125,13 +135,18 @@ def _summarise_records(path: str) -> tuple[dict, Counter, Counter]:
         if summary is None:
             summary = Summary(str(record.get("task") or "-"))
         summary.add(record)
+        verdicts.append({"id": record.get("id"), "score": record["score"]})
         if isinstance(record.get("model"), str):
             models[record["model"]] += 1
         if isinstance(record.get("format"), str):
             formats[record["format"]] += 1
     if summary is None:
         raise InputError(f"{display_name(path)}: no records")
-    return summary.as_dict(), models, formats
+    try:
+        paired = correctness(verdicts)
+    except InputError:
+        paired = None
+    return summary.as_dict(), models, formats, paired
 
 
 def load_run(path: str, label: tuple[str, str] | None = None) -> Run:
@@ -140,12 +155,13 @@ def load_run(path: str, label: tuple[str, str] | None = None) -> Run:
     training = training_info(path, name)
     models: Counter[str] = Counter()
     formats: Counter[str] = Counter()
-    if path != STDIO and path.endswith(".json"):
+    verdicts = None
+    if _is_summary(path):
         summary = _read_json(Path(path))
         if not all(k in summary for k in ("task", "n", "accuracy", "ci95")):
             raise InputError(f"{path}: not an ft-score summary (no task, n, accuracy, ci95)")
     else:
-        summary, models, formats = _summarise_records(path)
+        summary, models, formats, verdicts = _summarise_records(path)
     model = _short_model(models.most_common(1)[0][0]) if models else name
     method = METHODS.get(formats.most_common(1)[0][0], "-") if formats else "-"
     if method == "-" and training != "-":
@@ -153,7 +169,12 @@ def load_run(path: str, label: tuple[str, str] | None = None) -> Run:
     fine_tuned = method == "fine-tuned" or training != "-"
     if label is not None:
         model, method = label[0] or model, label[1] or method
-    return Run(name, str(summary["task"]), summary, model, method, training, fine_tuned)
+    return Run(name, str(summary["task"]), summary, model, method, training, fine_tuned, verdicts,
+               label[0] if label else "")
+
+
+def _is_summary(path: str) -> bool:
+    return path != STDIO and path.endswith(".json")
 
 
 def load_runs(paths: list[str], labels: list[str] = ()) -> list[Run]:
@@ -166,6 +187,20 @@ def load_runs(paths: list[str], labels: list[str] = ()) -> list[Run]:
     if paths.count(STDIO) > 1:
         raise UsageError("only one run can be stdin")
     return [load_run(p, parsed.get(p, parsed.get(n))) for p, n in zip(paths, names, strict=True)]
+
+
+def against_indices(paths: list[str], against: list[str]) -> list[int]:
+    """Each --against RUN's index among `paths`, resolved as --label's RUN (the path wins)."""
+    names = [run_name(p) for p in paths]
+    indices = []
+    for ref in against:
+        if ref not in paths and ref not in names:
+            raise UsageError(f"--against names {ref}, not among the runs ({', '.join(names)})")
+        index = paths.index(ref) if ref in paths else names.index(ref)
+        if _is_summary(paths[index]):
+            raise UsageError(f"--against {ref}: a summary has no per-record verdicts; give its scored JSONL")
+        indices.append(index)
+    return indices
 
 
 def _pct(value) -> str:
@@ -181,12 +216,35 @@ def table_row(run: Run) -> str:
             f"| {tokens} | {run.training} |")
 
 
-def markdown(runs: list[Run]) -> str:
-    """One `### task` section per task, in the order the tasks first appear."""
-    sections: dict[str, list[str]] = {}
+def versus(run: Run, base: Run) -> str:
+    """`run` against the baseline `base` on their shared ids: accuracy difference in points, McNemar's p."""
+    if run is base or run.verdicts is None or base.verdicts is None:
+        return "-"
+    result = compare(run.verdicts, base.verdicts)
+    shared, p = result["shared"], result["mcnemar_p"]
+    if not shared:
+        return "-"
+    text = f"{100 * result['difference']:+.1f}, " + ("p < 1e-300" if p < 1e-300 else f"p = {p:.2g}")
+    if shared < min(len(run.verdicts), len(base.verdicts)):  # the difference is not over whole runs
+        text += f" ({shared} shared)"
+    return text
+
+
+def markdown(runs: list[Run], against: list[Run] = ()) -> str:
+    """One `### task` section per task, in the order the tasks first appear; a `vs NAME` column per
+    `against` run of that task."""
+    sections: dict[str, list[Run]] = {}
     for run in runs:
-        sections.setdefault(run.task, []).append(table_row(run))
-    return "\n\n".join(f"### {task}\n\n{HEADER}\n" + "\n".join(rows) for task, rows in sections.items()) + "\n"
+        sections.setdefault(run.task, []).append(run)
+    tables = []
+    for task, members in sections.items():
+        bases = [b for b in against if b.task == task]
+        head, rule = HEADER.split("\n")
+        head += "".join(f" vs {b.label or b.name} |" for b in bases)
+        rule += "---|" * len(bases)
+        rows = [table_row(r) + "".join(f" {versus(r, b)} |" for b in bases) for r in members]
+        tables.append(f"### {task}\n\n{head}\n{rule}\n" + "\n".join(rows))
+    return "\n\n".join(tables) + "\n"
 
 
 def write(text: str, output: str = STDIO) -> None:
@@ -223,12 +281,15 @@ def chart(runs: list[Run], path: str, title: str = TITLE) -> None:
 
 
 def report(paths: list[str], labels: list[str] = (), output: str = STDIO, chart_path: str | None = None,
-           title: str = TITLE, quiet: bool = False) -> list[Run]:
-    """`ft-score report`: the Markdown tables to `output`, and the chart when `chart_path` is given."""
-    runs = load_runs(list(paths), list(labels))
+           title: str = TITLE, quiet: bool = False, against: list[str] = ()) -> list[Run]:
+    """`ft-score report`: the Markdown tables to `output` (a column per `against` baseline), and the
+    chart when `chart_path` is given."""
+    paths = list(paths)
+    bases = against_indices(paths, list(against))  # before reading any run: usage errors first
+    runs = load_runs(paths, list(labels))
     if chart_path:
         chart(runs, chart_path, title)
-    write(markdown(runs), output)
+    write(markdown(runs, [runs[i] for i in bases]), output)
     if chart_path:
         log(f"ft-score report: {len(runs)} runs, chart {chart_path}", quiet)
     return runs
