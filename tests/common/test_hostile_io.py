@@ -104,6 +104,23 @@ def test_digest_and_line_numbers(tmp_path):
     assert list(read_records(str(path))) == [{"a": 1}, {"b": 2}]
 
 
+def test_compressed_files_read_and_a_broken_one_is_one_line(tmp_path):
+    import gzip
+    import lzma
+
+    text = b'{"a": 1}\n{"b": 2}\n'
+    (tmp_path / "r.jsonl.xz").write_bytes(lzma.compress(text))
+    (tmp_path / "r.jsonl.gz").write_bytes(gzip.compress(text))
+    for name in ("r.jsonl.xz", "r.jsonl.gz"):
+        assert list(read_records(str(tmp_path / name), line_numbers=True)) == [(1, {"a": 1}), (2, {"b": 2})]
+    (tmp_path / "cut.jsonl.xz").write_bytes(lzma.compress(text * 50)[:40])  # a truncated download
+    with pytest.raises(InputError, match=r"cut\.jsonl\.xz: not a readable compressed file \(Compressed file ended"):
+        list(read_records(str(tmp_path / "cut.jsonl.xz")))
+    (tmp_path / "bad.jsonl.xz").write_bytes(text)  # not compressed at all
+    with pytest.raises(InputError, match="not a readable compressed file"):
+        list(read_records(str(tmp_path / "bad.jsonl.xz")))
+
+
 def test_ft_train_reads_through_the_shared_reader(tmp_path):
     from ft_train.data import read_data_file
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import lzma
 import re
 import sys
 from collections.abc import Iterable, Iterator
@@ -231,17 +232,34 @@ def _has_lone_surrogate(value) -> bool:
 
 
 def read_records(path: str = STDIO, *, line_numbers: bool = False, digest=None) -> Iterator:
-    """Stream the records of a JSONL file, or of stdin for '-' (options: iter_lines_as_records)."""
+    """Stream the records of a JSONL file (.xz or .gz ones decompressed), or of stdin for '-' (options:
+    iter_lines_as_records)."""
     name = display_name(path)
     if path == STDIO:
         yield from iter_lines_as_records(_stdin_lines(), name, line_numbers=line_numbers, digest=digest)
         return
     try:
-        fh = open(path, "rb")
+        fh = _open_compressed(path)
     except OSError as exc:
         raise InputError(f"{name}: cannot open ({exc.strerror})") from None
     with fh:
-        yield from iter_lines_as_records(fh, name, line_numbers=line_numbers, digest=digest)
+        try:
+            yield from iter_lines_as_records(fh, name, line_numbers=line_numbers, digest=digest)
+        except (EOFError, OSError, lzma.LZMAError) as exc:  # a cut or corrupt .xz/.gz (BadGzipFile is an OSError)
+            raise InputError(f"{name}: not a readable compressed file ({exc})") from None
+
+
+COMPRESSED = (".xz", ".gz")  # committed results are kept compressed: read as they are
+
+
+def _open_compressed(path: str) -> IO[bytes]:
+    if path.endswith(".xz"):
+        return lzma.open(path, "rb")
+    if path.endswith(".gz"):
+        import gzip
+
+        return gzip.open(path, "rb")
+    return open(path, "rb")
 
 
 def _stdin_lines() -> IO:

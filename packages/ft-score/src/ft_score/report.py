@@ -56,7 +56,7 @@ def run_name(path: str) -> str:
     if path == STDIO:
         return "stdin"
     name = Path(path).name
-    for ext in (".jsonl", ".json"):
+    for ext in (".xz", ".gz", ".jsonl", ".json"):
         name = name.removesuffix(ext)
     for suffix in _SUFFIXES:
         name = name.removesuffix(suffix)
