@@ -1,12 +1,18 @@
 #!/usr/bin/env python
-"""docs/results.md's tables and chart from the committed summaries in results/: `ft-score report`
-with the runs in the docs' order and their model and method names.
+"""docs/results.md's tables and chart from the committed runs in results/: `ft-score report` with the
+runs in the docs' order and their model and method names. A run is its scored records
+(results/TASK/RUN.scored.jsonl.xz) where committed, else its summary JSON. Each table gets a
+`vs MODEL` column (points of accuracy, paired McNemar p) per prompted baseline with scored records:
+the 1.5B few-shot run, and each fine-tuned model's own few-shot run. SQL gets a table per part (a
+Spider run shares no ids with a WikiSQL baseline), so `ft-score report` runs once per table, and
+once more on all the runs for the chart.
 
     .venv/bin/python scripts/results_report.py > /tmp/tables.md   # also writes docs/results.png
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,39 +20,48 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 TITLE = "Fine-tuned (blue) vs prompted (grey): SmolLM2-135M, Qwen2.5-Coder 0.5B and 1.5B, one H200"
-
-RUNS = {  # task -> [(summary name, model, method)]
-    "viggo": [("ft-smollm2", "SmolLM2-135M-Instruct", "fine-tuned (ft-train)"),
-              ("fewshot-smollm2", "SmolLM2-135M-Instruct", "9-shot prompt"),
-              ("fewshot-qwen1.5b", "Qwen2.5-Coder-1.5B-Instruct", "9-shot prompt"),
-              ("ft-qwen0.5b", "Qwen2.5-Coder-0.5B-Instruct (AWQ GGUF)", "fine-tuned (ft-train)"),
-              ("fewshot-qwen0.5b", "Qwen2.5-Coder-0.5B-Instruct (AWQ GGUF)", "9-shot prompt")],
-    "sql": [(f"{m}-{part}", model, f"{method}, {part}")
-            for part in ("spider", "wikisql")
-            for m, model, method in (("ft-smollm2", "SmolLM2-135M-Instruct", "fine-tuned"),
-                                     ("fewshot-smollm2", "SmolLM2-135M-Instruct", "few-shot"),
-                                     ("fewshot-qwen1.5b", "Qwen2.5-Coder-1.5B-Instruct", "few-shot"),
-                                     ("ft-qwen0.5b", "Qwen2.5-Coder-0.5B-Instruct (AWQ GGUF)", "fine-tuned"),
-                                     ("fewshot-qwen0.5b", "Qwen2.5-Coder-0.5B-Instruct (AWQ GGUF)", "few-shot"),
-                                     ("ft-qwen1.5b", "Qwen2.5-Coder-1.5B-Instruct", "fine-tuned"))],
-    "gsm8k": [("ft-smollm2", "SmolLM2-135M-Instruct", "fine-tuned on GSM8K"),
-              ("two-stage-smollm2", "SmolLM2-135M-Instruct", "two-stage: MathQA, then GSM8K"),
-              ("fewshot-smollm2", "SmolLM2-135M-Instruct", "8-shot CoT prompt"),
-              ("fewshot-qwen1.5b", "Qwen2.5-Coder-1.5B-Instruct", "8-shot CoT prompt"),
-              ("ft-qwen1.5b", "Qwen2.5-Coder-1.5B-Instruct", "fine-tuned on GSM8K")],
+SMOL, Q05, Q15 = "SmolLM2-135M-Instruct", "Qwen2.5-Coder-0.5B-Instruct (AWQ GGUF)", "Qwen2.5-Coder-1.5B-Instruct"
+BASE = "qwen1.5b"  # its few-shot run is every table's baseline; each fine-tuned model's own is another
+SQL = [("ft-smollm2", SMOL, "fine-tuned"), ("fewshot-smollm2", SMOL, "few-shot"), ("fewshot-qwen1.5b", Q15, "few-shot"),
+       ("ft-qwen0.5b", Q05, "fine-tuned"), ("fewshot-qwen0.5b", Q05, "few-shot"), ("ft-qwen1.5b", Q15, "fine-tuned")]
+TABLES = {  # (task, part: a suffix of the run names) -> [(run name, model, method)]
+    ("viggo", ""): [("ft-smollm2", SMOL, "fine-tuned (ft-train)"), ("fewshot-smollm2", SMOL, "9-shot prompt"),
+                    ("fewshot-qwen1.5b", Q15, "9-shot prompt"), ("ft-qwen0.5b", Q05, "fine-tuned (ft-train)"),
+                    ("fewshot-qwen0.5b", Q05, "9-shot prompt")],
+    ("sql", "spider"): SQL,
+    ("sql", "wikisql"): SQL,
+    ("gsm8k", ""): [("ft-smollm2", SMOL, "fine-tuned on GSM8K"), ("two-stage-smollm2", SMOL, "two-stage: MathQA, then GSM8K"),
+                    ("fewshot-smollm2", SMOL, "8-shot CoT prompt"), ("fewshot-qwen1.5b", Q15, "8-shot CoT prompt"),
+                    ("ft-qwen1.5b", Q15, "fine-tuned on GSM8K")],
 }
 
 
+def table_args(task: str, part: str, runs: list[tuple[str, str, str]]) -> tuple[list[str], list[str]]:
+    """One table's committed runs (paths, each with its --label) and its baselines (--against)."""
+    args, against = [], []
+    tuned = {run.split("-")[-1] for run, _, _ in runs if not run.startswith("fewshot-")} | {BASE}
+    for run, model, method in runs:
+        name = f"{run}-{part}" if part else run
+        scored = RESULTS / task / f"{name}.scored.jsonl.xz"
+        path = scored if scored.exists() else RESULTS / task / f"{name}.summary.json"
+        if path.exists():  # labelled by path: run names repeat across tasks (ft-smollm2)
+            args += [str(path), "--label", f"{path}={model}|{method}"]
+            if path == scored and run.startswith("fewshot-") and run.split("-")[-1] in tuned:
+                against += ["--against", str(path)]
+    return args, against
+
+
 def main() -> int:
-    args = []
-    for task, runs in RUNS.items():
-        for run, model, method in runs:
-            path = RESULTS / task / f"{run}.summary.json"
-            if path.exists():  # labelled by path: run names repeat across tasks (ft-smollm2)
-                args += [str(path), "--label", f"{path}={model}|{method}"]
-    ft_score = Path(sys.executable).with_name("ft-score")
-    return subprocess.call([str(ft_score), "report", *args, "--chart", str(ROOT / "docs" / "results.png"),
-                            "--title", TITLE, "-q"])
+    ft_score = [str(Path(sys.executable).with_name("ft-score")), "report", "-q"]
+    every, tables = [], []
+    for (task, part), runs in TABLES.items():
+        args, against = table_args(task, part, runs)
+        every += args
+        out = subprocess.run([*ft_score, *args, *against], stdout=subprocess.PIPE, text=True, check=True).stdout
+        tables.append(out.replace(f"### {task}\n", f"### {task}: {part}\n", 1) if part else out)
+    sys.stdout.write("\n".join(tables))
+    return subprocess.call([*ft_score, *every, "-o", os.devnull, "--chart", str(ROOT / "docs" / "results.png"),
+                            "--title", TITLE])
 
 
 if __name__ == "__main__":
