@@ -85,7 +85,7 @@ def test_against_columns_are_exact(runs, paired):
     assert result.exit_code == 0, result.output
     assert result.stdout == (
         "### viggo\n\n| model | method | accuracy | 95% CI | n | prompt tokens/request | training "
-        "| vs SmolLM2 | vs tuned-viggo |\n|---|---|---:|---|---:|---:|---|---|---|\n"
+        "| vs SmolLM2, few-shot prompt | vs tuned-viggo |\n|---|---|---:|---|---:|---:|---|---|---|\n"
         "| ft-x/best | fine-tuned | 75.0% | 30.1-95.4% | 4 | 32 | 2 ep, best 2 (val ppl 1.235), ~120 s, 2k tok/s "
         "| +50.0, p = 0.62 | -25.0, p = 1 |\n"
         "| Qwen 1.5B | 9-shot prompt | 10.0% | 1.8-40.4% | 10 | 812 | - | - | - |\n"  # a summary: no verdicts

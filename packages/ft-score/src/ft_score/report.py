@@ -49,7 +49,7 @@ class Run:
     training: str  # "-" when no manifest was found
     fine_tuned: bool  # blue in the chart
     verdicts: dict[str, bool] | None = None  # {id: correct}, for pairing; None: a summary, or ids not unique
-    label: str = ""  # the model named by --label, if any: an `against` column's heading
+    label: str = ""  # the model named by --label, if any: an `against` column is headed "MODEL, METHOD" then
 
 
 def run_name(path: str) -> str:
@@ -240,7 +240,7 @@ def markdown(runs: list[Run], against: list[Run] = ()) -> str:
     for task, members in sections.items():
         bases = [b for b in against if b.task == task]
         head, rule = HEADER.split("\n")
-        head += "".join(f" vs {b.label or b.name} |" for b in bases)
+        head += "".join(f" vs {f'{b.model}, {b.method}' if b.label else b.name} |" for b in bases)  # which prompt, too
         rule += "---|" * len(bases)
         rows = [table_row(r) + "".join(f" {versus(r, b)} |" for b in bases) for r in members]
         tables.append(f"### {task}\n\n{head}\n{rule}\n" + "\n".join(rows))
