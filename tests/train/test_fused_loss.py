@@ -263,7 +263,8 @@ def test_the_activation_estimate_counts_one_chunk_not_every_tokens_logits():
     from ft_train.engine import activation_estimate
     from transformers import Qwen2Config
 
-    qwen = Qwen2Config(hidden_size=1536, num_hidden_layers=28, vocab_size=151936)  # Qwen2.5-1.5B's shape
+    qwen = Qwen2Config(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
+                       vocab_size=151936)  # Qwen2.5-1.5B's shape
     for tokens in (4096, 12288):
         plain = activation_estimate(qwen, tokens, True, False, fused_loss=False)
         fused = activation_estimate(qwen, tokens, True, False, fused_loss=True)
@@ -274,5 +275,5 @@ def test_the_activation_estimate_counts_one_chunk_not_every_tokens_logits():
     def fits(fused):
         return lambda tokens: activation_estimate(qwen, tokens, True, False, fused) <= 0.6 * h100
 
-    assert default_batch_tokens(True, fits(False)) == 12288
-    assert default_batch_tokens(True, fits(True)) == 24576
+    assert default_batch_tokens(True, fits(False)) == 6144
+    assert default_batch_tokens(True, fits(True)) == 12288

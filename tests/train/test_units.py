@@ -328,8 +328,10 @@ def test_default_batch_tokens_halves_until_the_activations_fit():
     assert default_batch_tokens(False) == 4096 and default_batch_tokens(True) == 24576
     assert default_batch_tokens(True, lambda tokens: tokens <= 7000) == 6144
     assert default_batch_tokens(True, lambda tokens: False, floor=512) == 768  # never below the floor
-    small = LlamaConfig(hidden_size=576, num_hidden_layers=30, vocab_size=49152)  # SmolLM2-135M's shape
-    big = LlamaConfig(hidden_size=4096, num_hidden_layers=32, vocab_size=32000)  # a 7B model's shape
+    small = LlamaConfig(hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                        vocab_size=49152)  # SmolLM2-135M's shape
+    big = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                      vocab_size=32000)  # a 7B model's shape
     h100 = 80 * 10**9
 
     def fits(config):

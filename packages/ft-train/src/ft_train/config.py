@@ -28,7 +28,7 @@ OFFLOAD_CHOICES = ("auto", "none", "optimizer", "all")
 LAUNCH_CHOICES = ("auto", "ray", "local")
 _FILE = click.Path(dir_okay=False, allow_dash=True)
 # The default --batch-tokens (data.default_batch_tokens): on a GPU enough work per step to keep
-# it busy (a small model is launch-bound below that), halved for large models; on a CPU less.
+# it busy (a small model is launch-bound below that), halved for large models (plan.memory_fits); on a CPU less.
 GPU_BATCH_TOKENS = 24576
 CPU_BATCH_TOKENS = 4096
 
@@ -91,10 +91,11 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.95)  # AdamW betas
     grad_clip: float = 1.0  # gradient-norm clip (0 = off)
     # 0 = auto (ft_train.recipe within data.default_batch_tokens' cap); the flag's unset value is None
-    batch_tokens: int = opt(0, f"Padded tokens per worker per micro-step. [default: the run's tokens over "
-                               f"{TARGET_STEPS} steps, at least {MIN_BATCH_TOKENS}, at most {GPU_BATCH_TOKENS} on GPU "
-                               f"(less for large models: activations within 60% of its memory) or {CPU_BATCH_TOKENS} "
-                               f"on CPU]",
+    batch_tokens: int = opt(0, f"Padded tokens per worker per micro-step; on a GPU, a given batch too large for it "
+                               f"is split into micro-batches (more --grad-accum, the same tokens a step). [default: "
+                               f"the run's tokens over {TARGET_STEPS} steps, at least {MIN_BATCH_TOKENS}, at most "
+                               f"{GPU_BATCH_TOKENS} on GPU (less for large models: the training state and a batch's "
+                               f"activations within 85% of its memory) or {CPU_BATCH_TOKENS} on CPU]",
                             type=click.IntRange(min=1), cli_default=None)
     batch_size: int | None = opt(None, "Instead of --batch-tokens: a fixed number of sequences per micro-step "
                                        "(records, or packed rows).", type=click.IntRange(min=1))

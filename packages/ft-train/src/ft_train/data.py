@@ -127,8 +127,8 @@ def pack(rows: list[dict], ctx_len: int) -> list[list[dict]]:
 
 def default_batch_tokens(gpu: bool, fits=lambda tokens: True, floor: int = 512) -> int:
     """--batch-tokens when not given: config.GPU_BATCH_TOKENS on a GPU, halved while `fits(tokens)`
-    says a batch's activations would not fit (large models), never below `floor`; on a CPU
-    config.CPU_BATCH_TOKENS."""
+    says a batch would not fit (plan.memory_fits: the model's state and the batch's activations;
+    large models), never below `floor`; on a CPU config.CPU_BATCH_TOKENS."""
     tokens = GPU_BATCH_TOKENS if gpu else CPU_BATCH_TOKENS
     while tokens // 2 >= floor and not fits(tokens):
         tokens //= 2

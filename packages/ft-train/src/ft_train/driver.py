@@ -42,13 +42,13 @@ from ft_train.data import (
     read_data_file,
     tokenize_records,
 )
-from ft_train.engine import activation_estimate
 from ft_train.plan import (
     Plan,
     choose_zero_for,
     epoch_batches,
-    gpu_memory,
+    memory_fits,
     model_shape,
+    split_to_fit,
     steps_per_epoch,
 )
 from ft_train.plot import plot_curve
@@ -143,8 +143,8 @@ def prepare(cfg: TrainConfig) -> Prepared:
         valid_batches=make_batches(valid_rows, cfg.layout, cfg.batch_size, cfg.batch_tokens, cfg.ctx_len, seed=0),
         steps_per_epoch=steps, parent=parent, data=data,
         lineage=manifest.parent_lineage(resolved.path) if is_ft else [],
-        recipe={"lr": cfg.lr, "epochs": cfg.epochs, "batch_tokens": cfg.batch_tokens, "warmup": cfg.warmup,
-                "chosen": list(chosen.chosen), "params": chosen.params,
+        recipe={"lr": cfg.lr, "epochs": cfg.epochs, "batch_tokens": chosen.batch_tokens, "warmup": cfg.warmup,
+                "micro_batches": chosen.micro_batches, "chosen": list(chosen.chosen), "params": chosen.params,
                 "line": chosen.line(steps)},
         eval_records=eval_records,
     )
@@ -156,16 +156,21 @@ def prepare(cfg: TrainConfig) -> Prepared:
 
 def _apply_recipe(cfg: TrainConfig, config, params: int, gpu: bool, tokens: int) -> tuple[TrainConfig, Recipe]:
     """lr, epochs, batch_tokens and warmup: as given, or by the default recipe (ft_train.recipe),
-    the batch within what fits (data.default_batch_tokens: the GPU budget, halved while a batch's
-    activations would exceed 60% of the GPU's memory; the CPU budget). `config`, `params`: model_shape's."""
-    cap = cfg.batch_tokens
-    if not cap:
-        fits = _activations_fit(config, cfg) if gpu else (lambda tokens: True)  # the estimate matters on a GPU
-        cap = default_batch_tokens(gpu, fits, floor=cfg.ctx_len)
+    the batch within what fits (plan.memory_fits: on a GPU the model's state and the batch's
+    activations; data.default_batch_tokens halves the GPU budget until they fit; the CPU budget).
+    A given batch (--batch-tokens, --batch-size) that would not fit a GPU is split into micro-batches
+    that do (plan.split_to_fit: more grad_accum, the same tokens a step). `config`, `params`: model_shape's."""
+    fits = memory_fits(cfg, config, params, gpu)
+    given = bool(cfg.batch_tokens or cfg.batch_size)
+    cap = cfg.batch_tokens or default_batch_tokens(gpu, fits, floor=cfg.ctx_len)
     chosen = recipe.choose(params=params, tokens_per_epoch=tokens, batch_cap=cap, lr=cfg.lr, epochs=cfg.epochs,
                            batch_tokens=cfg.batch_tokens or None, warmup=cfg.warmup,
                            batch_size=cfg.batch_size)
     cfg = replace(cfg, lr=chosen.lr, epochs=chosen.epochs, batch_tokens=chosen.batch_tokens, warmup=chosen.warmup)
+    if given:
+        cfg, k = split_to_fit(cfg, fits)
+        if k > 1:
+            chosen = replace(chosen, micro_batches=k, micro=cfg.batch_size or cfg.batch_tokens)
     return cfg, chosen
 
 
@@ -314,14 +319,6 @@ def _metric_lines(path: Path, resumed_at: int | None) -> int:
         return 0
     rows = read_records(str(path))
     return sum(1 for r in rows if isinstance(r, dict) and r.get("step", 0) <= resumed_at)
-
-
-def _activations_fit(config, cfg: TrainConfig):
-    """fits(tokens): a batch's activations (estimated from the model's config) take at most 60%
-    of one GPU's memory (this machine's first GPU; 80 GiB when the GPUs are elsewhere)."""
-    memory = gpu_memory()
-    return lambda tokens: (activation_estimate(config, tokens, True, cfg.gradient_checkpointing, cfg.fused_loss)
-                       <= 0.6 * memory)
 
 
 def _uses_gpu(cfg: TrainConfig) -> bool:

@@ -10,10 +10,11 @@ refer to the same row dicts, which pickle stores once.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 from ft_train.config import TrainConfig
-from ft_train.data import make_batches, shard, tokens_per_batch
+from ft_train.data import make_batches, rows_per_batch, shard, tokens_per_batch
 
 Batch = list  # a batch: a list of sequences, a sequence a list of token rows (see data.make_batches)
 
@@ -82,12 +83,75 @@ def steps_per_epoch(cfg: TrainConfig, first_epoch: list[Batch]) -> int:
     return len(shard(first_epoch, 0, cfg.workers, cfg.grad_accum)) // cfg.grad_accum
 
 
+def uses_bf16(cfg: TrainConfig, gpu: bool) -> bool:
+    return cfg.dtype == "bf16" or (cfg.dtype == "auto" and gpu)
+
+
+ACTIVATION_SHARE = 0.6  # of a GPU's memory, for a batch's activations where ZeRO-0 cannot hold the state
+
+
+def memory_fits(cfg: TrainConfig, config, n_params: int, gpu: bool) -> Callable[[int], bool]:
+    """fits(tokens): a micro-batch of `tokens` fits one worker's GPU (on a CPU, always: no GPU memory
+    to fit). It fits when ZeRO-0's state (engine.zero0_state) plus its activations
+    (engine.activation_estimate) take at most engine.ZERO_BUDGET (85%) of the GPU's memory, as --zero
+    auto first tries. Where the state leaves no room for even one ctx_len sequence, ZeRO-3 and offload
+    will take the state off the GPU (choose_zero decides), so only the activations count, within
+    ACTIVATION_SHARE (60%). `config` and `n_params` are model_shape's."""
+    if not gpu:
+        return lambda tokens: True
+    from ft_train.engine import ZERO_BUDGET, activation_estimate, zero0_state
+
+    bf16, memory = uses_bf16(cfg, gpu), gpu_memory()
+
+    def activations(tokens: int) -> int:
+        return activation_estimate(config, tokens, bf16, cfg.gradient_checkpointing, cfg.fused_loss)
+
+    room = ZERO_BUDGET * memory - zero0_state(n_params, bf16)
+    if activations(cfg.ctx_len) > room:
+        room = ACTIVATION_SHARE * memory
+    return lambda tokens: activations(tokens) <= room
+
+
+def split_to_fit(cfg: TrainConfig, fits: Callable[[int], bool]) -> tuple[TrainConfig, int]:
+    """A batch that would not fit (`fits`: memory_fits) as k micro-batches that do, and grad_accum k,
+    so an optimizer step still takes the batch asked for (--batch-size sequences; --batch-tokens
+    tokens, or rows for pack and pad): the fewest micro-batches that fit, or up to twice as many
+    where that divides the batch exactly (else the batch divided by k, rounded up). (cfg, k); k = 1:
+    cfg as it was. A given --grad-accum is the user's own split: left alone."""
+    if cfg.grad_accum != 1 or fits(tokens_per_batch(cfg)):
+        return cfg, 1
+    if cfg.batch_size:
+        units, unit = cfg.batch_size, cfg.ctx_len  # sequences, each up to ctx_len tokens
+    elif cfg.layout == "group":
+        units, unit = cfg.batch_tokens, 1  # padded tokens
+    else:
+        units, unit = rows_per_batch(None, cfg.batch_tokens, cfg.ctx_len), cfg.ctx_len  # rows
+    micro, k = units, 1
+    while micro * unit > cfg.ctx_len:  # one sequence is the least a micro-batch holds
+        k += 1
+        if -(-units // k) < micro:  # a smaller micro-batch (else k only adds one more of the same size)
+            micro = -(-units // k)
+            if fits(max(micro * unit, cfg.ctx_len)):
+                break
+    k = -(-units // micro)
+    # k micro-batches of `micro` may hold a little more than asked; a few more that divide it exactly
+    # (up to twice as many) keep the step's batch as given
+    k = next((j for j in range(k, 2 * k) if units % j == 0), k)
+    if units % k == 0:
+        micro = units // k
+    if k == 1:
+        return cfg, 1
+    if cfg.batch_size:
+        return replace(cfg, batch_size=micro, grad_accum=k), k
+    return replace(cfg, batch_tokens=micro * unit, grad_accum=k), k
+
+
 def choose_zero_for(cfg: TrainConfig, config, n_params: int, gpu: bool) -> Zero:
     """--zero/--offload/--dtype resolved for the workers' device (cfg.batch_tokens already set);
     `config` and `n_params` are model_shape's."""
     from ft_train.engine import activation_estimate, choose_zero
 
-    bf16 = cfg.dtype == "bf16" or (cfg.dtype == "auto" and gpu)
+    bf16 = uses_bf16(cfg, gpu)
     if cfg.zero == "auto":
         acts = activation_estimate(config, tokens_per_batch(cfg), bf16, cfg.gradient_checkpointing, cfg.fused_loss)
         stage, offload = choose_zero(n_params, acts, cfg.workers, worker_memory(gpu), not gpu, bf16)

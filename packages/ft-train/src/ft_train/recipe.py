@@ -45,6 +45,8 @@ class Recipe:
     params: int = 0  # what the rules were given: the model's parameters, the data's tokens per epoch
     tokens_per_epoch: int = 0
     batch_size: int | None = None  # --batch-size: batches of this many sequences (batch_tokens unused)
+    micro_batches: int = 1  # a given batch too large for the GPU, split into this many (plan.split_to_fit)
+    micro: int = 0  # ... of this many tokens (sequences with batch_size)
 
     def line(self, steps_per_epoch: int) -> str:
         """One line for the terminal and the manifest: each value, and what chose it."""
@@ -62,8 +64,12 @@ class Recipe:
 
     def _batches(self, why: str) -> str:
         if self.batch_size:
-            return f"batches of {self.batch_size} sequences (given)"
-        return f"batches of {self.batch_tokens:,} tokens{why}"
+            batches = f"batches of {self.batch_size} sequences (given)"
+        else:
+            batches = f"batches of {self.batch_tokens:,} tokens{why}"
+        if self.micro_batches > 1:
+            batches += f" as {self.micro_batches} micro-batches of {self.micro:,} (memory)"
+        return batches
 
 
 def rule_lr(params: int) -> float:
