@@ -49,7 +49,10 @@ RUNS = {
     "viggo-ray": ("viggo", ["--launch", "ray"]),  # the plain command on a Ray worker process, as before
     "viggo-lr4e-4": ("viggo", ["--lr", "4e-4"]),
     "viggo-11k-lr3e-4": ("viggo", ["--lr", "3e-4", "--batch-tokens", "11264"]),
+    "viggo-240": ("viggo", ["--batch-tokens", "15360"]),  # the recipe at ~240 steps (TARGET_STEPS ~250)
     "sql-plain": ("sql", []),
+    "sql-plain-ppl": ("sql", ["--select-by", "ppl"]),  # 2026-12-05: accuracy on 256 records chose epoch 1
+    "sql-1200": ("sql", ["--batch-tokens", "3072"]),  # about the tuned run's 1,250 steps, the recipe's lr
     "sql-tuned": ("sql", ["--epochs", "2", "--lr", "2e-4", "--batch-size", "32", "--warmup", "0.03", "--select-by", "ppl"]),
     "gsm8k-plain": ("gsm8k", []),
     "gsm8k-tuned": ("gsm8k", ["--epochs", "3", "--lr", "1e-4", "--batch-size", "32", "--warmup", "0.03",
