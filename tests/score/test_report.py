@@ -206,3 +206,17 @@ def test_chart_without_matplotlib_names_the_extra(runs, tmp_path, monkeypatch, c
 def test_help_has_a_pipe_example():
     result = CliRunner().invoke(cli, ["report", "--help"])
     assert result.exit_code == 0 and " | ft-score report -" in result.output
+
+
+def test_a_gpu_run_shows_its_gpu_minutes(tmp_path):
+    from ft_score.report import training_info
+
+    (tmp_path / "ft-g.ft-train.json").write_text(json.dumps({
+        "epochs": [{"epoch": 1, "time": 100.0}], "best": {"epoch": 1, "val_ppl": 1.5},
+        "resolved": {"device": "cuda", "workers": 2}, "timing": {"phases": {"exit": 90.0}}}))
+    assert training_info(str(tmp_path / "ft-g-viggo.scored.jsonl"), "ft-g-viggo") == \
+        "1 ep, best 1 (val ppl 1.500), 3.0 GPU-min"  # 2 GPUs x 90 s
+    (tmp_path / "ft-c.ft-train.json").write_text(json.dumps({  # a CPU run: no GPU-minutes
+        "epochs": [{"epoch": 1, "time": 100.0}], "best": {"epoch": 1, "val_ppl": 1.5},
+        "resolved": {"device": "cpu", "workers": 1}, "timing": {"phases": {"exit": 90.0}}}))
+    assert training_info(str(tmp_path / "ft-c.scored.jsonl"), "ft-c") == "1 ep, best 1 (val ppl 1.500)"

@@ -117,9 +117,20 @@ def training_info(path: str, name: str) -> str:
             rates = [s["tokens_per_s"] for s in steps if "tokens_per_s" in s]
             if rates:
                 text += f", {statistics.median(rates) / 1000:.0f}k tok/s"
+        text += gpu_minutes(m)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise InputError(f"{manifest}: not an ft-train manifest ({type(exc).__name__}: {exc})") from None
     return text
+
+
+def gpu_minutes(manifest: dict) -> str:
+    """", N GPU-min": the GPUs held for the whole command (start to exit, the manifest's timing) times
+    the workers, for a GPU run whose manifest has its timing; else ""."""
+    resolved, timing = manifest.get("resolved") or {}, manifest.get("timing") or {}
+    seconds = (timing.get("phases") or {}).get("exit")
+    if resolved.get("device") != "cuda" or not isinstance(seconds, int | float):
+        return ""
+    return f", {seconds * int(resolved.get('workers') or 1) / 60:.1f} GPU-min"
 
 
 def _summarise_records(path: str) -> tuple[dict, Counter, Counter, dict[str, bool] | None]:
