@@ -96,7 +96,7 @@ def test_timing(run):
     and every phase mark in order; the checkpoints' copies carry none."""
     man = json.loads((run["out"] / "ft-train.json").read_text())
     t, phases = man["timing"], man["timing"]["phases"]
-    expected = ["prepare", "ray_init", "worker_start", "workers_ready", "first_step", "last_epoch_end",
+    expected = ["imported", "data_read", "model_resolved", "tokenized", "prepare", "ray_init", "worker_start", "workers_ready", "first_step", "last_epoch_end",
                 "checkpoint_written", "fit_returned", "ray_shutdown", "exit"]
     assert list(phases) == expected, phases  # the marks, in the order they happen
     assert all(v >= 0 for v in phases.values())

@@ -68,10 +68,13 @@ class Prepared:
     summary: str  # what the user is told
 
 
-def prepare(cfg: TrainConfig) -> Prepared:
+def prepare(cfg: TrainConfig, marks: dict | None = None) -> Prepared:
     """Read, check and tokenise; resolve the model; decide the recipe, the checkpoint selection,
     the batches and the engine. The plan's config has model_path, special_tokens, stop, lr,
-    epochs, batch_tokens, warmup and select_by resolved (cfg itself is frozen and left as given)."""
+    epochs, batch_tokens, warmup and select_by resolved (cfg itself is frozen and left as given).
+    `marks` ({name: time.time()}, the manifest's timing) gets when the data was read, the model
+    resolved and the records tokenised."""
+    marks = {} if marks is None else marks
     out = Path(cfg.out_dir)
     earlier = [out / checkpoint.STATE, out / checkpoint.CHECKPOINTS, out / "ft-train.json"]
     if any(p.exists() for p in earlier) and not cfg.resume:
@@ -98,7 +101,9 @@ def prepare(cfg: TrainConfig) -> Prepared:
         valid = DataFile(f"{train.name} (held out {n})", train.sha256, records[:n])
         train = DataFile(train.name, train.sha256, records[n:])
 
+    marks["data_read"] = time.time()
     resolved = resolve_model(cfg.model, quiet=cfg.quiet)
+    marks["model_resolved"] = time.time()
     cfg = replace(cfg, model_path=resolved.path)
     is_ft = resolved.source == "folder" and (Path(resolved.path) / "ft-train.json").is_file()
     parent = {"spec": cfg.model, "source": "ft-checkpoint" if is_ft else resolved.source, "path": resolved.path,
@@ -119,6 +124,7 @@ def prepare(cfg: TrainConfig) -> Prepared:
 
     train_rows, truncated = tokenize_records(train.records, tokenizer, cfg.ctx_len, cfg.loss_on, train_pieces)
     valid_rows, v_truncated = tokenize_records(valid.records, tokenizer, cfg.ctx_len, cfg.loss_on, valid_pieces)
+    marks["tokenized"] = time.time()
     tok_dir = out / ".work" / "tokenizer"
     shutil.rmtree(tok_dir, ignore_errors=True)
     tokenizer.save_pretrained(tok_dir)
@@ -190,14 +196,14 @@ def _selection(cfg: TrainConfig, valid: list[dict], gpu: bool) -> tuple[str, lis
 
 def train(cfg: TrainConfig) -> dict:
     """Train; return {"best": path, "best_val_ppl": ..., "epochs": ...}."""
-    marks = {"start": _process_start()}  # wall-clock marks for the manifest's "timing"
+    marks = {"start": _process_start(), "imported": time.time()}  # wall-clock marks for the manifest's "timing"
     out = Path(cfg.out_dir)
     if not _uses_gpu(cfg):  # else DeepSpeed warns, on import, that it found no GPU (the workers inherit it)
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     made = _first_missing(out) or _first_missing(out / ".work")  # what to remove if prepare fails
     out.mkdir(parents=True, exist_ok=True)
     try:
-        prepared = prepare(replace(cfg, out_dir=str(out.resolve())))
+        prepared = prepare(replace(cfg, out_dir=str(out.resolve())), marks)
     except BaseException:
         # Bad input fails here, before training: leave no empty OUT_DIR (or .work) behind.
         if made is not None:

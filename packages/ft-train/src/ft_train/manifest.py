@@ -11,7 +11,8 @@
      "epochs": [{"epoch": 1, "step": 40, "train_loss": ..., "val_loss": ..., "val_ppl": ...}, ...],
      "best": {"epoch": 2, "val_ppl": ..., "path": "checkpoints/epoch-2"},
      "timing": {"start_to_first_step_s": ..., "train_s": ..., "eval_s": ..., "last_step_to_exit_s": ...,
-                "phases": {"prepare": ..., "ray_init": ..., ..., "exit": ...}}}
+                "phases": {"imported": ..., "data_read": ..., "model_resolved": ..., "tokenized": ...,
+                           "prepare": ..., "ray_init": ..., ..., "exit": ...}}}
 
 "timing" is in OUT_DIR/ft-train.json only: the driver adds it once the workers are done (the
 copies inside the checkpoints are written before the run ends).
