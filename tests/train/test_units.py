@@ -475,3 +475,27 @@ def test_watcher_calls_on_last_epoch_once(tmp_path):
     path.write_text(json.dumps({**rows[1], "stopped": "no better validation perplexity for 1 epochs"}) + "\n")
     stopped.poll()
     assert calls == [1, 2]
+
+
+def test_pad_multiple_rounds_widths_and_cuts_batches_by_them():
+    """--pad-multiple: group batches cut by widths rounded up to N, padded to it; the real tokens,
+    their labels and the loss positions are the same ones (right padding, causal: pads come last)."""
+    from ft_train.data import collate, make_batches
+
+    rows = [{"ids": list(range(1, n + 1)), "labels": [IGNORE] * (n - 2) + [5, 6]} for n in (5, 6, 7, 9, 10, 11, 13)]
+    plain = make_batches(rows, "group", None, 32, 64, seed=0)
+    rounded = make_batches(rows, "group", None, 32, 64, seed=0, multiple=8)
+    assert sorted(len(r[0]["ids"]) for b in rounded for r in b) == [5, 6, 7, 9, 10, 11, 13]  # every row, once
+    for b in rounded:  # each batch within 32 tokens at its rounded width: 4 rows of 8, or 2 of 16
+        width = -(-max(len(r[0]["ids"]) for r in b) // 8) * 8
+        assert len(b) * width <= 32
+    assert sorted(len(b) for b in rounded) == sorted(len(b) for b in plain) == [2, 2, 3]
+    nines = [{"ids": list(range(1, 10)), "labels": [5] * 9} for _ in range(3)]  # 3 x 9 = 27; 16 x 2 > 27
+    assert [len(b) for b in make_batches(nines, "group", None, 27, 64, seed=0)] == [3]
+    assert [len(b) for b in make_batches(nines, "group", None, 27, 64, seed=0, multiple=8)] == [1, 1, 1]
+    a, b8 = collate([[rows[0]], [rows[3]]], "group", 64, pad_id=0), \
+        collate([[rows[0]], [rows[3]]], "group", 64, pad_id=0, multiple=8)
+    assert a["input_ids"].shape == (2, 9) and b8["input_ids"].shape == (2, 16)
+    assert b8["input_ids"][:, :9].tolist() == a["input_ids"].tolist() and not b8["input_ids"][:, 9:].any()
+    assert a["loss_labels"].tolist() == b8["loss_labels"].tolist()
+    assert [i % 9 for i in a["loss_index"].tolist()] == [i % 16 for i in b8["loss_index"].tolist()]

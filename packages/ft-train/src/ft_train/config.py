@@ -106,6 +106,10 @@ class TrainConfig:
     # group: length-grouped, right-padded, no attention mask; pack: into ctx_len rows; pad: each to ctx_len
     layout: str = opt("group", "group records by length (no mask needed); pack them into ctx-len rows; or pad each "
                                "to ctx-len.", type=click.Choice(LAYOUTS))
+    # fewer distinct batch shapes, each of which costs its first-time work on a GPU (ViGGO: 58 in the
+    # first epoch at 1, 17 at 8, for 7.7% padding instead of 2.9%); an experiment, off by default
+    pad_multiple: int = opt(1, "group layout: round each batch's width up to a multiple of N and cut batches by it.",
+                            type=click.IntRange(min=1))
     gradient_checkpointing: bool = opt(False, "Recompute activations (less memory, slower).")
     compile: bool = opt(False, "torch.compile each transformer block for the training steps (ZeRO-0): one block's "
                                "compile, reused by every block and batch shape.")

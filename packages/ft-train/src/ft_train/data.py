@@ -153,12 +153,13 @@ def rows_per_batch(batch_size: int | None, batch_tokens: int, ctx_len: int) -> i
 
 
 def make_batches(rows: list[dict], layout: str, batch_size: int | None, batch_tokens: int, ctx_len: int,
-                 seed: int) -> list[list[list[dict]]]:
+                 seed: int, multiple: int = 1) -> list[list[list[dict]]]:
     """The batches of one epoch, in a seeded order: a batch is a list of sequences,
-    a sequence a list of records (several when packed, one otherwise)."""
+    a sequence a list of records (several when packed, one otherwise). `multiple` (--pad-multiple):
+    the group layout's widths rounded up to it."""
     rng = random.Random(seed)
     if layout == "group":
-        return _group_batches(rows, batch_size, batch_tokens, rng)
+        return _group_batches(rows, batch_size, batch_tokens, rng, multiple)
     if layout == "pack":
         seqs = pack(rows, ctx_len)
     else:
@@ -168,9 +169,14 @@ def make_batches(rows: list[dict], layout: str, batch_size: int | None, batch_to
     return [seqs[i:i + n] for i in range(0, len(seqs), n)]
 
 
-def _group_batches(rows: list[dict], batch_size: int | None, batch_tokens: int, rng: random.Random) -> list:
+def round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def _group_batches(rows: list[dict], batch_size: int | None, batch_tokens: int, rng: random.Random,
+                   multiple: int = 1) -> list:
     """Length-grouped batches: shuffle, sort by length inside windows of about 50 batches,
-    cut (by count, or by padded tokens), shuffle the batches."""
+    cut (by count, or by padded tokens, each row's width rounded up to `multiple`), shuffle the batches."""
     shuffled = rows[:]
     rng.shuffle(shuffled)
     window = 50 * (batch_size * 64 if batch_size else batch_tokens)  # in tokens, roughly
@@ -180,7 +186,8 @@ def _group_batches(rows: list[dict], batch_size: int | None, batch_tokens: int, 
         if size >= window or end == len(shuffled):
             batch: list = []
             for r in sorted(shuffled[start:end], key=lambda r: len(r["ids"])):
-                full = len(batch) == batch_size if batch_size else (len(batch) + 1) * len(r["ids"]) > batch_tokens
+                width = round_up(len(r["ids"]), multiple)
+                full = len(batch) == batch_size if batch_size else (len(batch) + 1) * width > batch_tokens
                 if batch and full:
                     batches.append(batch)
                     batch = []
@@ -204,16 +211,17 @@ def shard(batches: list, rank: int, world: int, multiple: int = 1) -> list[tuple
     return mine
 
 
-def batch_width(batch: list[list[dict]], layout: str, ctx_len: int) -> int:
-    """The padded length of a batch's rows."""
+def batch_width(batch: list[list[dict]], layout: str, ctx_len: int, multiple: int = 1) -> int:
+    """The padded length of a batch's rows (group: rounded up to `multiple`)."""
     if layout == "pack":
         return max(sum(len(r["ids"]) for r in seq) for seq in batch)
     if layout == "pad":
         return ctx_len
-    return max(len(seq[0]["ids"]) for seq in batch)
+    return round_up(max(len(seq[0]["ids"]) for seq in batch), multiple)
 
 
-def collate(batch: list[list[dict]], layout: str, ctx_len: int, pad_id: int, real: bool = True) -> dict:
+def collate(batch: list[list[dict]], layout: str, ctx_len: int, pad_id: int, real: bool = True,
+            multiple: int = 1) -> dict:
     """Tensors for one batch: input_ids, position_ids (pack) or attention_mask (pad),
     and the loss as loss_index (flat positions that have a label) and loss_labels.
 
@@ -225,7 +233,7 @@ def collate(batch: list[list[dict]], layout: str, ctx_len: int, pad_id: int, rea
     """
     import torch
 
-    width = batch_width(batch, layout, ctx_len)
+    width = batch_width(batch, layout, ctx_len, multiple)
     n = len(batch)
     ids = torch.full((n, width), pad_id, dtype=torch.long)
     pos = torch.zeros((n, width), dtype=torch.long)

@@ -73,7 +73,8 @@ class Plan:
 
 def epoch_batches(cfg: TrainConfig, rows: list[dict]) -> list[list[Batch]]:
     """Each epoch's batches, in a seeded order (seed * 1000 + epoch)."""
-    return [make_batches(rows, cfg.layout, cfg.batch_size, cfg.batch_tokens, cfg.ctx_len, seed=cfg.seed * 1000 + e)
+    return [make_batches(rows, cfg.layout, cfg.batch_size, cfg.batch_tokens, cfg.ctx_len, seed=cfg.seed * 1000 + e,
+                         multiple=cfg.pad_multiple)
             for e in range(cfg.epochs)]
 
 

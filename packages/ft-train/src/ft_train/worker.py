@@ -117,7 +117,7 @@ class MicroStep(NamedTuple):
 def train_step(engine: Engine, batch: list, real: bool, cfg: TrainConfig, pad_id: int) -> MicroStep:
     """One micro-step on one batch (real=False: a fill-in copy, no loss); the optimizer
     steps every cfg.grad_accum of them."""
-    x = to_device(collate(batch, cfg.layout, cfg.ctx_len, pad_id, real), engine.device)
+    x = to_device(collate(batch, cfg.layout, cfg.ctx_len, pad_id, real, cfg.pad_multiple), engine.device)
     n = len(x["loss_labels"])
     with engine.no_sync(), engine.autocast():
         loss_sum = engine.forward_model(**x)
@@ -133,7 +133,7 @@ def evaluate(engine: Engine, batches: list, cfg: TrainConfig, pad_id: int) -> di
     total = torch.zeros((), device=engine.device, dtype=torch.float64)
     count = torch.zeros((), device=engine.device, dtype=torch.float64)
     for batch, real in batches:
-        x = to_device(collate(batch, cfg.layout, cfg.ctx_len, pad_id, real), engine.device)
+        x = to_device(collate(batch, cfg.layout, cfg.ctx_len, pad_id, real, cfg.pad_multiple), engine.device)
         with engine.autocast():
             total += engine.forward_model(**x)
         count += len(x["loss_labels"])
