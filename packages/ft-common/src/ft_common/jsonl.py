@@ -249,10 +249,8 @@ def read_records(path: str = STDIO, *, line_numbers: bool = False, digest=None) 
             raise InputError(f"{name}: not a readable compressed file ({exc})") from None
 
 
-COMPRESSED = (".xz", ".gz")  # committed results are kept compressed: read as they are
-
-
 def _open_compressed(path: str) -> IO[bytes]:
+    """The file's bytes; .xz and .gz files (the committed results are kept so) decompressed."""
     if path.endswith(".xz"):
         return lzma.open(path, "rb")
     if path.endswith(".gz"):

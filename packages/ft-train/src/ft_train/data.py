@@ -217,7 +217,8 @@ def batch_width(batch: list[list[dict]], layout: str, ctx_len: int, multiple: in
         return max(sum(len(r["ids"]) for r in seq) for seq in batch)
     if layout == "pad":
         return ctx_len
-    return round_up(max(len(seq[0]["ids"]) for seq in batch), multiple)
+    longest = max(len(seq[0]["ids"]) for seq in batch)
+    return max(longest, min(round_up(longest, multiple), ctx_len))  # rounding never past ctx_len
 
 
 def collate(batch: list[list[dict]], layout: str, ctx_len: int, pad_id: int, real: bool = True,
