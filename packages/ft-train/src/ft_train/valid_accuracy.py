@@ -21,7 +21,6 @@ say) would make it differ from ft-infer.
 
 from __future__ import annotations
 
-import functools
 import importlib
 import random
 import time
@@ -135,7 +134,7 @@ def complete(model, tokenizer, prompts: Sequence[str], stop_id: int, max_new_tok
             rows = decode(model, [encoded[i] for i in batch], device=device, pad=pad_id(tokenizer),
                           new=max_new_tokens, stop_ids=stops, inference=False,
                           # ZeRO-3: ranks step until all are done; else the lagged flag (no wait per step)
-                          all_done=functools.partial(_all_done, synced_gpus=True) if synced_gpus else None)
+                          all_done=_all_ranks_done if synced_gpus else None)
             for i, ids in zip(batch, rows, strict=True):
                 text, reason, _ = cut_completion(tokenizer, ids, stops, (stop_text,) if stop_text else ())
                 out[i] = (text, reason)
@@ -144,12 +143,12 @@ def complete(model, tokenizer, prompts: Sequence[str], stop_id: int, max_new_tok
     return out
 
 
-def _all_done(done, synced_gpus: bool) -> bool:
-    """Whether to stop stepping: this batch is done, or with synced_gpus every rank's is."""
+def _all_ranks_done(done) -> bool:
+    """Whether to stop stepping under synced_gpus: every rank's batch is done."""
     import torch
 
     left = (~done).any().to(torch.int32)
-    if synced_gpus and torch.distributed.is_initialized():
+    if torch.distributed.is_initialized():
         left = _on_backend(left)
         torch.distributed.all_reduce(left)  # SUM > 0: some rank still generates, so all step on
     return int(left) == 0
