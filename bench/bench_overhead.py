@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import subprocess
 import sys
@@ -24,9 +23,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "train")]  # tiny_model, train_support
-# ft-train beside this Python (a venv), else the one on PATH (the GPU host's launchers)
-BIN = Path(sys.executable).parent
-FT_TRAIN = str(BIN / "ft-train") if (BIN / "ft-train").exists() else (shutil.which("ft-train") or "ft-train")
+
+from bench_train import FT_TRAIN  # noqa: E402 (bench/ is the script's folder: on sys.path)
+
 KEYS = ("wall_s", "start_to_first_step_s", "train_s", "last_step_to_exit_s")
 
 
