@@ -62,6 +62,13 @@ bench-profile *ARGS: fetch-model
 bench-overhead *ARGS:
     {{venv}}/python bench/bench_overhead.py {{ARGS}}
 
+# Distinct batch shapes of ft-train's GPU plan and their padding, per --pad-multiple (ViGGO; CPU, no training).
+bench-shapes *ARGS: fetch-model
+    mkdir -p runs/profile-data
+    {{venv}}/ft-prep viggo --data {{data}} --split train > runs/profile-data/viggo-train.jsonl
+    {{venv}}/ft-prep viggo --data {{data}} --split valid > runs/profile-data/viggo-valid.jsonl
+    {{venv}}/python bench/batch_shapes.py --model {{smollm}} --train runs/profile-data/viggo-train.jsonl --valid runs/profile-data/viggo-valid.jsonl {{ARGS}}
+
 # CPU smoke run of every training-benchmark path with a tiny random model (~3 min).
 bench-train-smoke:
     {{venv}}/python bench/bench_train.py --device cpu --tiny --data-dir {{data}}

@@ -106,8 +106,8 @@ class TrainConfig:
     # group: length-grouped, right-padded, no attention mask; pack: into ctx_len rows; pad: each to ctx_len
     layout: str = opt("group", "group records by length (no mask needed); pack them into ctx-len rows; or pad each "
                                "to ctx-len.", type=click.Choice(LAYOUTS))
-    # fewer distinct batch shapes, each of which costs its first-time work on a GPU (ViGGO: 58 in the
-    # first epoch at 1, 17 at 8, for 7.7% padding instead of 2.9%); an experiment, off by default
+    # fewer distinct batch shapes, each of which costs its first-time work on a GPU (ViGGO: 59 in the
+    # first epoch at 1, 18 at 8, for 7.8% padding instead of 2.9%: bench/batch_shapes.py); an experiment, off by default
     pad_multiple: int = opt(1, "group layout: round each batch's width up to a multiple of N and cut batches by it.",
                             type=click.IntRange(min=1))
     gradient_checkpointing: bool = opt(False, "Recompute activations (less memory, slower).")

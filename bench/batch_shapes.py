@@ -1,0 +1,54 @@
+"""Distinct batch shapes of ft-train's plan, and its padding, per --pad-multiple.
+
+Each new (rows, width) a GPU sees costs first-time work; fewer shapes cost padding. The plan is
+the one ft-train builds for a GPU (`--device cuda --dry-run`: no GPU needed, nothing trained).
+
+    python bench/batch_shapes.py --model models/SmolLM2-135M-Instruct.Q4_1.gguf \
+        --train .carry/data/viggo-train.jsonl --valid .carry/data/viggo-valid.jsonl --multiples 1,8,16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from dataclasses import replace
+
+
+def shapes(plan) -> dict:
+    from ft_train.data import batch_width
+
+    cfg, first, every, real, padded = plan.cfg, set(), set(), 0, 0
+    for epoch, batches in enumerate(plan.train_batches):
+        for batch in batches:
+            width = batch_width(batch, cfg.layout, cfg.ctx_len, cfg.pad_multiple)
+            shape = (len(batch), width)
+            every.add(shape)
+            if epoch == 0:
+                first.add(shape)
+            real += sum(len(r["ids"]) for seq in batch for r in seq)
+            padded += len(batch) * width
+    return {"pad_multiple": cfg.pad_multiple, "batch_tokens": cfg.batch_tokens, "epochs": cfg.epochs,
+            "first_epoch_shapes": len(first), "all_epochs_shapes": len(every),
+            "padding_share": round(padded / real - 1, 4)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--train", required=True)
+    ap.add_argument("--valid")
+    ap.add_argument("--multiples", default="1,8,16,32")
+    a = ap.parse_args()
+    from ft_train.config import TrainConfig
+    from ft_train.driver import prepare
+
+    with tempfile.TemporaryDirectory() as out:
+        base = TrainConfig(model=a.model, train=a.train, valid=a.valid, out_dir=out, device="cuda", dry_run=True,
+                           quiet=True)
+        for m in a.multiples.split(","):
+            print(json.dumps(shapes(prepare(replace(base, pad_multiple=int(m))).plan)))
+
+
+if __name__ == "__main__":
+    main()
