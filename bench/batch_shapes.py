@@ -28,9 +28,18 @@ def shapes(plan) -> dict:
                 first.add(shape)
             real += sum(len(r["ids"]) for seq in batch for r in seq)
             padded += len(batch) * width
-    return {"pad_multiple": cfg.pad_multiple, "batch_tokens": cfg.batch_tokens, "epochs": cfg.epochs,
-            "first_epoch_shapes": len(first), "all_epochs_shapes": len(every),
-            "padding_share": round(padded / real - 1, 4)}
+    out = {"pad_multiple": cfg.pad_multiple, "batch_tokens": cfg.batch_tokens, "epochs": cfg.epochs,
+           "first_epoch_shapes": len(first), "all_epochs_shapes": len(every),
+           "padding_share": round(padded / real - 1, 4)}
+    if cfg.cuda_graphs == "on":  # every batch padded to its width's graph shape (ft_train.step_graphs)
+        from ft_train.step_graphs import shape_table
+
+        table = shape_table(plan.train_batches, cfg.ctx_len, cfg.pad_multiple)
+        graphed = sum(table[batch_width(b, cfg.layout, cfg.ctx_len, cfg.pad_multiple)].rows
+                      * batch_width(b, cfg.layout, cfg.ctx_len, cfg.pad_multiple)
+                      for batches in plan.train_batches for b in batches)
+        out.update({"graph_shapes": len(table), "graph_padding_share": round(graphed / real - 1, 4)})
+    return out
 
 
 def main() -> None:
@@ -39,13 +48,15 @@ def main() -> None:
     ap.add_argument("--train", required=True)
     ap.add_argument("--valid")
     ap.add_argument("--multiples", default="1,8,16,32")
+    ap.add_argument("--cuda-graphs", default="off", choices=("on", "off"),
+                    help="on: also the graph shapes (one per width) and their padding")
     a = ap.parse_args()
     from ft_train.config import TrainConfig
     from ft_train.driver import prepare
 
     with tempfile.TemporaryDirectory() as out:
         base = TrainConfig(model=a.model, train=a.train, valid=a.valid, out_dir=out, device="cuda", dry_run=True,
-                           quiet=True)
+                           quiet=True, cuda_graphs=a.cuda_graphs)
         for m in a.multiples.split(","):
             print(json.dumps(shapes(prepare(replace(base, pad_multiple=int(m))).plan)))
 

@@ -26,6 +26,7 @@ ZERO_CHOICES = ("auto", "0", "1", "2", "3")
 SELECT_CHOICES = ("auto", "accuracy", "ppl")
 OFFLOAD_CHOICES = ("auto", "none", "optimizer", "all")
 LAUNCH_CHOICES = ("auto", "ray", "local")
+GRAPH_CHOICES = ("auto", "on", "off")
 _FILE = click.Path(dir_okay=False, allow_dash=True)
 # The default --batch-tokens (data.default_batch_tokens): on a GPU enough work per step to keep
 # it busy (a small model is launch-bound below that), halved for large models (plan.memory_fits); on a CPU less.
@@ -113,6 +114,12 @@ class TrainConfig:
     gradient_checkpointing: bool = opt(False, "Recompute activations (less memory, slower).")
     compile: bool = opt(False, "torch.compile each transformer block for the training steps (ZeRO-0): one block's "
                                "compile, reused by every block and batch shape.")
+    # ft_train.step_graphs; auto: on where it applies (driver.graphs_choice), resolved to on or off
+    cuda_graphs: str = opt("auto", "Replay each training step from a CUDA graph (one per batch width; the group "
+                                   "layout's widths rounded up to 16 unless --pad-multiple is given): a small model's "
+                                   "step costs one launch instead of thousands. auto: on for one CUDA worker at ZeRO-0 "
+                                   "in bf16 with the group layout.",
+                           type=click.Choice(GRAPH_CHOICES))
     # ft_train.fused_loss; ZeRO-3 always takes the plain path (its head weight is gathered only by the module)
     fused_loss: bool = opt(True, "The LM head and its loss a chunk of target rows at a time: never the whole "
                                  "[tokens, vocab] logits, a large vocabulary's largest activation; the same loss. "

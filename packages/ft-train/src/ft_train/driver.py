@@ -135,6 +135,8 @@ def prepare(cfg: TrainConfig, marks: dict | None = None) -> Prepared:
     cfg, chosen = _apply_recipe(cfg, config, params, gpu, all_tokens)
     select_by, eval_records = _selection(cfg, valid.records, gpu)
     cfg = replace(cfg, select_by=select_by)
+    zero = choose_zero_for(cfg, config, params, gpu)
+    cfg = graphs_choice(cfg, zero, gpu)
     train_batches = epoch_batches(cfg, train_rows)
     steps = steps_per_epoch(cfg, train_batches[0])
     data = {
@@ -144,7 +146,7 @@ def prepare(cfg: TrainConfig, marks: dict | None = None) -> Prepared:
     }
     plan = Plan(
         cfg=cfg, tokenizer_dir=str(tok_dir.resolve()), stop_id=stop_id, device="cuda" if gpu else "cpu",
-        zero=choose_zero_for(cfg, config, params, gpu),
+        zero=zero,
         train_batches=train_batches,
         valid_batches=make_batches(valid_rows, cfg.layout, cfg.batch_size, cfg.batch_tokens, cfg.ctx_len, seed=0,
                                    multiple=cfg.pad_multiple),
@@ -179,6 +181,27 @@ def _apply_recipe(cfg: TrainConfig, config, params: int, gpu: bool, tokens: int)
         if k > 1:
             chosen = replace(chosen, micro_batches=k, micro=cfg.batch_size or cfg.batch_tokens)
     return cfg, chosen
+
+
+def graphs_choice(cfg: TrainConfig, zero, gpu: bool) -> TrainConfig:
+    """--cuda-graphs resolved to on or off (ft_train.step_graphs). They need one CUDA worker at plain
+    ZeRO-0 in bf16 (FlatMaster) and the group layout (fixed widths, no attention mask: no host sync
+    in the step); auto turns them on wherever that holds, on refuses a run where it does not. On,
+    the group layout's widths are rounded up to step_graphs.WIDTH_MULTIPLE unless --pad-multiple
+    is given, so a run has a handful of shapes."""
+    if cfg.cuda_graphs == "off":
+        return cfg
+    why_not = next((reason for reason, blocked in (
+        ("a GPU", not gpu), ("one worker", cfg.workers > 1), ("plain ZeRO-0", zero.deepspeed),
+        ("bf16", not zero.bf16), ("the group layout", cfg.layout != "group"),
+        ("no gradient checkpointing", cfg.gradient_checkpointing)) if blocked), None)
+    if why_not:
+        if cfg.cuda_graphs == "on":
+            raise UsageError(f"--cuda-graphs on needs {why_not}")
+        return replace(cfg, cuda_graphs="off")
+    from ft_train.step_graphs import WIDTH_MULTIPLE
+
+    return replace(cfg, cuda_graphs="on", pad_multiple=cfg.pad_multiple if cfg.pad_multiple > 1 else WIDTH_MULTIPLE)
 
 
 def _selection(cfg: TrainConfig, valid: list[dict], gpu: bool) -> tuple[str, list[dict]]:
@@ -242,6 +265,9 @@ def train(cfg: TrainConfig) -> dict:
     with atomic_write(man_path) as fh:  # amended after the workers: the checkpoints' copies have no timing
         fh.write(json.dumps(man, indent=2) + "\n")
     t = man["timing"]
+    if t.get("cuda_graphs", {}).get("failed"):
+        log(f"ft-train: CUDA graphs went off during the run ({t['cuda_graphs']['failed']}); the rest trained eagerly",
+            cfg.quiet)
     result = {"best": str(Path(cfg.out_dir) / best["path"]), "best_val_ppl": best["val_ppl"],
               "epochs": len(man["epochs"])}
     if "val_accuracy" in best:
@@ -275,7 +301,8 @@ def _engine_words(plan: Plan) -> str:
     z = plan.zero
     engine = f"DeepSpeed ZeRO-{z.stage}" if z.deepspeed else "plain PyTorch (ZeRO-0)"
     offload = f", offload {z.offload}" if z.offload != "none" else ""
-    return f"{engine}{offload}, {'bf16' if z.bf16 else 'fp32'}, {plan.cfg.workers} {plan.device} worker(s)"
+    graphs = ", CUDA graphs" if plan.cfg.cuda_graphs == "on" else ""
+    return f"{engine}{offload}, {'bf16' if z.bf16 else 'fp32'}{graphs}, {plan.cfg.workers} {plan.device} worker(s)"
 
 
 def _first_missing(path: Path) -> Path | None:

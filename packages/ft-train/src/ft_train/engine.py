@@ -257,6 +257,7 @@ class PlainEngine(Engine):
                  flat_master: bool = True):
         super().__init__(cfg, device, total_steps)
         self.world, self.bf16 = world, bf16
+        self.graphs = None  # ft_train.step_graphs.StepGraphs, set by use_graphs (--cuda-graphs)
         model.to(device)
         self.module = self.forward_model = model
         self.master = FlatMaster(model) if bf16 and flat_master else None
@@ -273,6 +274,18 @@ class PlainEngine(Engine):
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
                                            fused=device.type == "cuda")
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_lambda)
+
+    def use_graphs(self, shapes: dict, pad_id: int, log=None) -> None:
+        """Replay the steps from CUDA graphs (ft_train.step_graphs): one CUDA worker, FlatMaster."""
+        from ft_train.step_graphs import StepGraphs, make_capturable
+
+        if self.device.type != "cuda" or self.master is None or self.world > 1:
+            raise ValueError("CUDA graphs need one CUDA worker training in bf16 (FlatMaster)")
+        make_capturable(self.optimizer, self.device)
+        self.graphs = StepGraphs(self, shapes, pad_id, log)
+
+    def lr(self) -> float:
+        return float(super().lr())  # a device tensor when the optimizer is capturable
 
     def autocast(self):
         # FlatMaster's bf16 weights need no autocast; fp32 training needs none either.
@@ -292,7 +305,9 @@ class PlainEngine(Engine):
         self.micro += 1
         if self.micro % self.cfg.grad_accum:
             return False
-        if self.master is not None:
+        if self.graphs is not None and self.graphs.optimizer_step():
+            pass  # replayed (or run, then captured)
+        elif self.master is not None:
             self.master.step(self.optimizer, self.cfg.grad_clip)
         else:
             if self.cfg.grad_clip:

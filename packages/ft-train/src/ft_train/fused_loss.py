@@ -22,6 +22,7 @@ import torch.nn.functional as F
 # launch costs ~37 us of CPU time and a chunk is ~10 launches, so a few big chunks keep the GPU
 # fed, while 512 MiB is still small beside the 7-22 GB the plain loss takes at 1.5B.
 CHUNK_LOGITS_BYTES = 512 << 20
+IGNORE = -100  # a label that carries no loss (data.IGNORE), in masked mode
 
 
 def chunk_rows_for(vocab: int) -> int:
@@ -41,12 +42,15 @@ def fused_loss_bytes(rows: int, hidden: int, vocab: int, bf16: bool) -> int:
 
 @torch.compiler.disable  # the chunk loop's trip count follows N: compiled, it would recompile per batch
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor,
-                         bias: torch.Tensor | None = None, chunk_rows: int | None = None) -> torch.Tensor:
+                         bias: torch.Tensor | None = None, chunk_rows: int | None = None,
+                         masked: bool = False) -> torch.Tensor:
     """Summed NLL (fp32 scalar) of `labels` [N] under logits = hidden [N, H] @ weight [V, H].T + bias.
 
     Logits are computed in the inputs' dtype, as nn.Linear computes them (under autocast, in
-    autocast's dtype), then upcast to fp32 for the softmax. Every label must be a class id: the
-    caller has already kept only the rows that carry a loss (no ignore_index).
+    autocast's dtype), then upcast to fp32 for the softmax. Every label must be a class id (the
+    caller has already kept only the rows that carry a loss), unless `masked`: then rows labelled
+    IGNORE (-100) add nothing to the loss or the gradients, with no host sync and no
+    data-dependent shape (what a CUDA-graph step needs: ft_train.step_graphs).
     """
     device = hidden.device.type
     if torch.is_autocast_enabled(device):  # cast as autocast would cast nn.Linear's inputs; autograd casts back
@@ -57,14 +61,14 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, labels: tor
     with torch.autocast(device, enabled=False):
         inputs = (hidden, weight, bias)
         if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
-            return _LinearCrossEntropy.apply(hidden, weight, bias, labels, rows)
-        return _chunked(hidden, weight, bias, labels, rows, (False, False, False))[0]
+            return _LinearCrossEntropy.apply(hidden, weight, bias, labels, rows, masked)
+        return _chunked(hidden, weight, bias, labels, rows, (False, False, False), masked)[0]
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, weight, bias, labels, rows):
-        loss, grads = _chunked(hidden, weight, bias, labels, rows, ctx.needs_input_grad[:3])
+    def forward(ctx, hidden, weight, bias, labels, rows, masked):
+        loss, grads = _chunked(hidden, weight, bias, labels, rows, ctx.needs_input_grad[:3], masked)
         ctx.grads = grads
         ctx.dtypes = (hidden.dtype, weight.dtype, None if bias is None else bias.dtype)
         return loss
@@ -78,11 +82,12 @@ class _LinearCrossEntropy(torch.autograd.Function):
         # In place: a second copy of an fp32 [V, H] gradient is what this function avoids.
         scaled = [None if g is None else g.mul_(grad_loss).to(dtype)
                   for g, dtype in zip(grads, ctx.dtypes, strict=True)]
-        return *scaled, None, None
+        return *scaled, None, None, None
 
 
-def _chunked(hidden, weight, bias, labels, rows, need):
-    """(summed loss, [grad_hidden, grad_weight, grad_bias] for grad_output 1; None where not needed)."""
+def _chunked(hidden, weight, bias, labels, rows, need, masked=False):
+    """(summed loss, [grad_hidden, grad_weight, grad_bias] for grad_output 1; None where not needed).
+    `masked`: rows labelled IGNORE count for nothing (their gradient rows are zero)."""
     need_hidden, need_weight, need_bias = need
     # Gradients of low-precision weights are summed in fp32 and cast once, so no precision is lost
     # over many chunks.
@@ -92,16 +97,23 @@ def _chunked(hidden, weight, bias, labels, rows, need):
     loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
     for start in range(0, len(hidden), rows):
         x, y = hidden[start:start + rows], labels[start:start + rows].unsqueeze(1)
+        keep = None
+        if masked:
+            keep = (y != IGNORE).float()
+            y = y.clamp_min(0)  # any class id: the row's loss and gradient are multiplied by 0
         logits = F.linear(x, weight, bias).float()  # fp32 logits are the linear's own output, no copy
         # log-softmax in place: the chunk's logits become its probabilities
         target = logits.gather(1, y)
         top = logits.amax(1, keepdim=True)
         probs = logits.sub_(top).exp_()
         total = probs.sum(1, keepdim=True)
-        loss += (top + total.log() - target).sum()
+        nll = top + total.log() - target
+        loss += (nll if keep is None else nll * keep).sum()
         if not any(need):
             continue
         grad = probs.div_(total).scatter_add_(1, y, probs.new_full(y.shape, -1.0))  # softmax - one-hot
+        if keep is not None:
+            grad.mul_(keep)
         if grad_bias is not None:
             grad_bias += grad.sum(0)
         grad = grad.to(x.dtype)  # the logits' gradient as the linear's backward sees it

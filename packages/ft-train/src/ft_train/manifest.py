@@ -72,7 +72,7 @@ WORKER_MARKS = "timing-worker.json"  # in OUT_DIR/.work: rank 0's marks, for the
 
 def timing(marks: dict, worker: dict) -> dict:
     """The manifest's "timing" from the driver's marks ({name: time.time()}, "start" the command's)
-    and rank 0's ({"marks": {...}, "train_s", "eval_s"}): seconds from the start to the first
+    and rank 0's ({"marks": {...}, "train_s", "eval_s", "graphs"?}): seconds from the start to the first
     training step, in training and validation (this run's epochs), and from the end of the last
     epoch's validation to exit; "phases" holds every mark as seconds since the start, in order."""
     start = marks["start"]
@@ -80,6 +80,9 @@ def timing(marks: dict, worker: dict) -> dict:
     phases = {k: round(v - start, 3) for k, v in sorted(merged.items(), key=lambda kv: kv[1]) if k != "start"}
     first = phases.get("first_step", phases["exit"])
     last = phases.get("last_epoch_end", phases["exit"])
-    return {"start_to_first_step_s": first, "train_s": round(worker.get("train_s", 0.0), 3),
-            "eval_s": round(worker.get("eval_s", 0.0), 3), "last_step_to_exit_s": round(phases["exit"] - last, 3),
-            "phases": phases}
+    out = {"start_to_first_step_s": first, "train_s": round(worker.get("train_s", 0.0), 3),
+           "eval_s": round(worker.get("eval_s", 0.0), 3), "last_step_to_exit_s": round(phases["exit"] - last, 3),
+           "phases": phases}
+    if "graphs" in worker:  # --cuda-graphs: shapes captured, seconds capturing, why they went off
+        out["cuda_graphs"] = worker["graphs"]
+    return out

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ from ft_common.jsonl import read_records
 from ft_train import manifest
 from ft_train.checkpointer import Checkpointer
 from ft_train.config import TrainConfig
-from ft_train.data import collate, real_tokens, shard
+from ft_train.data import IGNORE, collate, real_tokens, shard
 from ft_train.dist import all_sum
 from ft_train.engine import Engine, make_engine
 from ft_train.fused_loss import linear_cross_entropy
@@ -82,15 +83,17 @@ class CausalLMLoss(torch.nn.Module):
         self.lm = lm
         self.fused = fused
 
-    def forward(self, input_ids, loss_index, loss_labels, position_ids=None, attention_mask=None):
+    def forward(self, input_ids, loss_index, loss_labels, position_ids=None, attention_mask=None,
+                masked: bool = False):
+        """`masked`: some loss_labels are IGNORE (padding of a fixed-shape batch, ft_train.step_graphs)."""
         base = getattr(self.lm, self.lm.base_model_prefix)
         hidden = base(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask,
                       use_cache=False).last_hidden_state
         hidden = hidden.flatten(0, 1).index_select(0, loss_index)
         head = self.lm.get_output_embeddings()
         if self.fused and fusable(head):
-            return linear_cross_entropy(hidden, head.weight, loss_labels, head.bias)
-        return F.cross_entropy(head(hidden).float(), loss_labels, reduction="sum")
+            return linear_cross_entropy(hidden, head.weight, loss_labels, head.bias, masked=masked)
+        return F.cross_entropy(head(hidden).float(), loss_labels, reduction="sum", ignore_index=IGNORE)
 
 
 def fusable(head: torch.nn.Module) -> bool:
@@ -116,9 +119,15 @@ class MicroStep(NamedTuple):
 
 def train_step(engine: Engine, batch: list, real: bool, cfg: TrainConfig, pad_id: int) -> MicroStep:
     """One micro-step on one batch (real=False: a fill-in copy, no loss); the optimizer
-    steps every cfg.grad_accum of them."""
-    x = to_device(collate(batch, cfg.layout, cfg.ctx_len, pad_id, real, cfg.pad_multiple), engine.device)
+    steps every cfg.grad_accum of them. Replayed from a CUDA graph where the engine has them."""
+    x = collate(batch, cfg.layout, cfg.ctx_len, pad_id, real, cfg.pad_multiple)
     n = len(x["loss_labels"])
+    graphs = getattr(engine, "graphs", None)
+    if graphs is not None:
+        loss_sum = graphs.forward_backward(x)
+        if loss_sum is not None:
+            return MicroStep(loss_sum, n, engine.step())
+    x = to_device(x, engine.device)
     with engine.no_sync(), engine.autocast():
         loss_sum = engine.forward_model(**x)
     engine.backward(loss_sum / max(n, 1))
@@ -205,6 +214,11 @@ class Worker:
 
         self.engine = make_engine(CausalLMLoss(self.model, cfg.fused_loss), cfg, plan.zero, self.device, self.world,
                                   plan.total_steps)
+        if cfg.cuda_graphs == "on":  # resolved by the driver (driver.graphs_choice)
+            from ft_train.step_graphs import shape_table
+
+            self.engine.use_graphs(shape_table(plan.train_batches, cfg.ctx_len, cfg.pad_multiple), self.pad_id,
+                                   log=lambda line: print(line, file=sys.stderr, flush=True))
         self.tokenizer = tokenizer
         self.ckpt = Checkpointer(cfg, self.engine, self.rank, self.model, tokenizer, plan.stop_id)
         self.metrics: Metrics | None = None
@@ -231,7 +245,8 @@ class Worker:
         self.marks["checkpoint_written"] = time.time()
         if self.rank == 0:
             with atomic_write(out / ".work" / manifest.WORKER_MARKS) as fh:
-                json.dump({"marks": self.marks, **self.spent}, fh)
+                graphs = getattr(self.engine, "graphs", None)
+            json.dump({"marks": self.marks, **self.spent, **({"graphs": graphs.summary()} if graphs else {})}, fh)
 
     def run_epoch(self, epoch: int, p: Progress, checker) -> bool:
         """Train, validate, pick the best, checkpoint, save state when due; True: stop early."""

@@ -1,0 +1,155 @@
+"""--cuda-graphs (ft_train.step_graphs): fixed-shape batches that give the same loss and gradients
+as the batches they pad, the masked fused loss, when the driver turns graphs on, the capturable
+optimizer's lr; and on a CUDA machine, graph-replayed training against eager training step by step."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import pytest
+import torch
+from ft_common.errors import UsageError
+from ft_train.config import TrainConfig
+from ft_train.data import IGNORE, batch_width, collate, make_batches
+from ft_train.fused_loss import linear_cross_entropy
+from ft_train.plan import Zero
+from ft_train.step_graphs import Shape, make_capturable, pad_to_shape, shape_table
+
+
+def rows(n: int, seed: int = 0) -> list[dict]:
+    """Token rows of 5-40 tokens, the last third of each in the loss."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        k = rng.randint(5, 40)
+        ids = [rng.randint(3, 60) for _ in range(k)]
+        labels = [ids[i + 1] if i + 1 >= 2 * k // 3 else IGNORE for i in range(k - 1)] + [IGNORE]
+        out.append({"ids": ids, "labels": labels})
+    return out
+
+
+def test_masked_fused_loss_ignores_padding_rows():
+    """IGNORE rows add no loss and get zero gradient; the rest match the plain cross-entropy."""
+    torch.manual_seed(0)
+    x = torch.randn(12, 8, requires_grad=True)
+    w = torch.randn(30, 8, requires_grad=True)
+    y = torch.randint(0, 30, (12,))
+    y[[2, 7, 11]] = IGNORE
+    got = linear_cross_entropy(x, w, y, chunk_rows=5, masked=True)
+    got.backward()
+    gx, gw = x.grad.clone(), w.grad.clone()
+    x.grad = w.grad = None
+    want = torch.nn.functional.cross_entropy(x @ w.T, y, ignore_index=IGNORE, reduction="sum")
+    want.backward()
+    assert torch.allclose(got, want, atol=1e-4)
+    assert torch.allclose(gx, x.grad, atol=1e-5) and torch.allclose(gw, w.grad, atol=1e-5)
+    assert torch.count_nonzero(gx[[2, 7, 11]]) == 0
+
+
+def test_every_batch_fits_its_width_shape():
+    data = rows(300)
+    epochs = [make_batches(data, "group", None, 256, 64, seed=e, multiple=16) for e in range(3)]
+    table = shape_table(epochs, ctx_len=64, multiple=16)
+    assert set(table) <= {16, 32, 48, 64}
+    for batches in epochs:
+        for batch in batches:
+            x = collate(batch, "group", 64, pad_id=0, multiple=16)
+            shape = table[batch_width(batch, "group", 64, 16)]
+            padded = pad_to_shape(x, shape, pad_id=0)
+            assert padded["input_ids"].shape == (shape.rows, x["input_ids"].shape[1])
+            assert len(padded["loss_index"]) == len(padded["loss_labels"]) == shape.positions
+            assert padded["tokens"].item() == len(x["loss_labels"])
+    assert max(s.rows for s in table.values()) == max(len(b) for e in epochs for b in e)
+    with pytest.raises(ValueError, match="exceeds its shape"):
+        pad_to_shape(collate(epochs[0][0], "group", 64, 0, multiple=16), Shape(0, 0), pad_id=0)
+
+
+def test_a_padded_batch_gives_the_same_loss_and_gradients(tiny_model):
+    """Empty rows and IGNORE loss positions change nothing: the graph's fixed shape trains as the batch."""
+    from ft_train.worker import CausalLMLoss
+    from transformers import AutoModelForCausalLM
+
+    model = CausalLMLoss(AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32))
+    batch = [[r] for r in rows(5, seed=1)]
+    x = collate(batch, "group", 64, pad_id=0, multiple=16)
+    padded = pad_to_shape(x, Shape(rows=9, positions=len(x["loss_labels"]) + 13), pad_id=0)
+
+    def run(**inputs):
+        model.zero_grad(set_to_none=True)
+        loss = model(**inputs)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    want, want_grads = run(**x)
+    got, got_grads = run(input_ids=padded["input_ids"], loss_index=padded["loss_index"],
+                         loss_labels=padded["loss_labels"], masked=True)
+    assert torch.allclose(got, want, rtol=1e-5)
+    assert all(torch.allclose(g, w, atol=1e-5) for g, w in zip(got_grads, want_grads, strict=True))
+
+
+def test_driver_turns_graphs_on_only_where_they_apply():
+    from ft_train.driver import graphs_choice
+
+    cfg = TrainConfig(model="m", train="t", out_dir="o")
+    plain = Zero(0, "none", bf16=True, deepspeed=False)
+    on = graphs_choice(cfg, plain, gpu=True)
+    assert (on.cuda_graphs, on.pad_multiple) == ("on", 16)
+    assert graphs_choice(replace(cfg, pad_multiple=8), plain, gpu=True).pad_multiple == 8  # the user's multiple
+    assert graphs_choice(cfg, plain, gpu=False).cuda_graphs == "off"
+    assert graphs_choice(replace(cfg, workers=2), plain, gpu=True).cuda_graphs == "off"
+    assert graphs_choice(cfg, Zero(3, "none", True, True), gpu=True).cuda_graphs == "off"
+    assert graphs_choice(replace(cfg, layout="pack"), plain, gpu=True).cuda_graphs == "off"
+    off = graphs_choice(replace(cfg, cuda_graphs="off"), plain, gpu=True)
+    assert (off.cuda_graphs, off.pad_multiple) == ("off", 1)
+    with pytest.raises(UsageError, match="--cuda-graphs on needs a GPU"):
+        graphs_choice(replace(cfg, cuda_graphs="on"), plain, gpu=False)
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of")
+def test_capturable_lr_is_filled_in_place_by_the_schedule():
+    """A graph reads the lr tensor it captured: the scheduler must change that tensor, not replace it."""
+    from ft_train.engine import _lr_lambda
+
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt = torch.optim.AdamW([p], lr=1e-3)
+    make_capturable(opt, torch.device("cpu"))
+    lr = opt.param_groups[0]["lr"]
+    assert isinstance(lr, torch.Tensor) and opt.param_groups[0]["capturable"]
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(100, 10))
+    seen = []
+    for _ in range(12):
+        sched.step()
+        assert opt.param_groups[0]["lr"] is lr
+        seen.append(lr.item())
+    assert seen[0] == pytest.approx(2e-4) and seen[9] == pytest.approx(1e-3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_graph_replayed_training_matches_eager_training(tiny_model):
+    """The same batches, from the same weights: graph replays (three widths, the optimizer's graph)
+    give the eager run's losses and weights, to bf16's rounding."""
+    from ft_train.engine import PlainEngine
+    from ft_train.worker import CausalLMLoss, train_step
+    from transformers import AutoModelForCausalLM
+
+    cfg = TrainConfig(lr=1e-3, grad_clip=1.0, warmup=0.1, ctx_len=64, pad_multiple=16, cuda_graphs="on")
+    data = rows(200, seed=2)
+    epochs = [make_batches(data, "group", None, 512, 64, seed=e, multiple=16) for e in range(2)]
+    device = torch.device("cuda", 0)
+
+    def run(graphs: bool):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+        engine = PlainEngine(CausalLMLoss(model), cfg, device, 1, total_steps=sum(map(len, epochs)), bf16=True)
+        if graphs:
+            engine.use_graphs(shape_table(epochs, 64, 16), pad_id=0)
+        losses = [train_step(engine, b, True, cfg, 0).loss_sum.item() for e in epochs for b in e]
+        return losses, engine
+
+    want, eager = run(False)
+    got, graphed = run(True)
+    assert graphed.graphs.active and graphed.graphs.summary()["shapes"] >= 2, graphed.graphs.summary()
+    assert graphed.graphs.optimizer_graph is not None
+    assert got == pytest.approx(want, rel=2e-2)
+    assert torch.allclose(graphed.master.master, eager.master.master, atol=1e-3)
