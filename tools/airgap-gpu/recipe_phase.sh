@@ -8,6 +8,7 @@
 #   bash tools/airgap-gpu/recipe_phase.sh NAME RUNS [MODEL]
 #   RUNS: comma-separated names from `python bench/time_to_accuracy.py --list`, or none
 #   EXTRA_BENCH=1 first runs bench/bench_loss.py, bench_compile.py and bench_overhead.py (about 6 minutes)
+#   GRAPHS_BENCH=1 first runs bench/bench_graphs.py (eager vs --cuda-graphs steps; GRAPHS_STEPS, default 160)
 #   RECORD=RUN[,RUN]: those runs' ft-train on a pty under `script` (RUN.terminal.txt: the user's terminal)
 #   MFU=1 then runs bench/bench_train.py at 1.5B (Qwen2.5-1.5B's config from .carry/prof/qwen, random weights;
 #   carry .carry/prof): ViGGO rows and 2,048-token rows, at the plain batch and at 16k-token batches
@@ -34,6 +35,13 @@ if [ -n "${EXTRA_BENCH:-}" ]; then  # the fused loss and --compile in bf16, seco
     --shapes 16x384,16x384,12x512,24x256 --out "$W/bench_compile.json" >&2 || log "bench_compile failed"
   timeout 240 python3 bench/bench_overhead.py --model "$model" --device cuda --runs 2 --data .carry/data \
     --rows 1000 --ft-args "--epochs 1 --select-by ppl" --out "$W/bench_overhead.json" >&2 || log "bench_overhead failed"
+fi
+if [ -n "${GRAPHS_BENCH:-}" ]; then  # eager vs CUDA-graph steps on ViGGO's plan: ms/step, tokens/s, and that they agree
+  timeout 300 python3 bench/bench_graphs.py --model "$model" --train .carry/data/viggo-train.jsonl \
+    --valid .carry/data/viggo-valid.jsonl --steps "${GRAPHS_STEPS:-160}" --skip 30 --out "$W/bench_graphs.json" >&2 \
+    || log "bench_graphs failed"
+  python3 -c "import pytest" 2>/dev/null && timeout 120 python3 -m pytest -q -p no:cacheprovider \
+    tests/train/test_step_graphs.py > "$W/test_step_graphs.txt" 2>&1
 fi
 # The acceptance's wall time is with the model already de-quantized in the cache: do that first, once.
 python3 -c "import sys; from ft_common.models import resolve_model; print(resolve_model(sys.argv[1]).path)" "$model" >&2
