@@ -244,9 +244,9 @@ class Worker:
         self.ckpt.finish()
         self.marks["checkpoint_written"] = time.time()
         if self.rank == 0:
+            graphs = getattr(self.engine, "graphs", None)
             with atomic_write(out / ".work" / manifest.WORKER_MARKS) as fh:
-                graphs = getattr(self.engine, "graphs", None)
-            json.dump({"marks": self.marks, **self.spent, **({"graphs": graphs.summary()} if graphs else {})}, fh)
+                json.dump({"marks": self.marks, **self.spent, **({"graphs": graphs.summary()} if graphs else {})}, fh)
 
     def run_epoch(self, epoch: int, p: Progress, checker) -> bool:
         """Train, validate, pick the best, checkpoint, save state when due; True: stop early."""
