@@ -186,3 +186,18 @@ def decode(model, prompts: Sequence[Sequence[int]], *, device, pad: int, new: in
                                position_ids=position, use_cache=True, **cache).logits[:, -1]
     rows = generated[:, :steps].tolist()
     return [row[:length] for row, length in zip(rows, lengths.tolist(), strict=True)]
+
+
+def attention_without_cudnn(device):
+    """SDPA without its cuDNN backend while decoding: cuDNN builds a plan for every new key
+    length, which is every step (measured on an H200: 0.5 ms of CPU per layer and step, a
+    third of the step, and more the first time a shape is seen). Flash and memory-efficient
+    attention have no such set-up. Used around decode() by ft-infer's hf engine and ft-train's
+    accuracy check."""
+    import contextlib
+
+    if getattr(device, "type", device) != "cuda":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])

@@ -117,7 +117,7 @@ def complete(model, tokenizer, prompts: Sequence[str], stop_id: int, max_new_tok
     same max_new_tokens (valid_accuracy does).
     """
     import torch
-    from ft_common.decode import cut_completion, decode, eos_ids, pad_id
+    from ft_common.decode import attention_without_cudnn, cut_completion, decode, eos_ids, pad_id
 
     device = torch.device(device) if device is not None else next(model.parameters()).device
     stops = {stop_id} | eos_ids(tokenizer, getattr(model, "generation_config", None))
@@ -131,10 +131,11 @@ def complete(model, tokenizer, prompts: Sequence[str], stop_id: int, max_new_tok
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
             # inference=False, torch.no_grad(): ZeRO-3's parameter hooks need ordinary tensors
-            rows = decode(model, [encoded[i] for i in batch], device=device, pad=pad_id(tokenizer),
-                          new=max_new_tokens, stop_ids=stops, inference=False,
-                          # ZeRO-3: ranks step until all are done; else the lagged flag (no wait per step)
-                          all_done=_all_ranks_done if synced_gpus else None)
+            with attention_without_cudnn(device):  # no cuDNN plan for every new key length
+                rows = decode(model, [encoded[i] for i in batch], device=device, pad=pad_id(tokenizer),
+                              new=max_new_tokens, stop_ids=stops, inference=False,
+                              # ZeRO-3: ranks step until all are done; else the lagged flag (no wait per step)
+                              all_done=_all_ranks_done if synced_gpus else None)
             for i, ids in zip(batch, rows, strict=True):
                 text, reason, _ = cut_completion(tokenizer, ids, stops, (stop_text,) if stop_text else ())
                 out[i] = (text, reason)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-from ft_common.decode import decode, eos_ids, pad_id
+from ft_common.decode import attention_without_cudnn, decode, eos_ids, pad_id
 from ft_common.errors import FtError, InputError
 from ft_common.models import resolve_model
 from ft_common.progress import log
@@ -140,7 +140,7 @@ class HFEngine:
             start = end
         for number, batch in enumerate(batches, start=1):
             plan = plan_stops(self.tokenizer, requests[batch[0]].stop, self.eos)
-            with _attention_without_cudnn(self.device):
+            with attention_without_cudnn(self.device):
                 outputs = self.decode([encoded[i] for i in batch], plan, self._step_reporter(number, len(batches)))
             for i, generated in zip(batch, outputs, strict=True):
                 results[i] = finish(self.tokenizer, generated, plan, len(encoded[i]))
@@ -200,18 +200,6 @@ class HFEngine:
             self._cache.reset()
         return self._cache
 
-
-def _attention_without_cudnn(device):
-    """SDPA without its cuDNN backend while decoding: cuDNN builds a plan for every new key
-    length, which is every step (measured on an H200: 0.5 ms of CPU per layer and step, a
-    third of the step). Flash and memory-efficient attention have no such set-up."""
-    import contextlib
-
-    if device.type != "cuda":
-        return contextlib.nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
 def _sample(logits, opts: GenerationOptions, generator):
