@@ -29,6 +29,7 @@ sum. A capture that fails is reported in one line, and training goes on eagerly.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -207,7 +208,8 @@ class StepGraphs:
             self.engine.master.master.grad = None  # a capture cut short may leave it set
             self.steps.clear()
             self.optimizer_graph = None
-            torch.cuda.synchronize(self.device)
+            with contextlib.suppress(Exception):  # let the failed capture's work drain before going on
+                torch.cuda.synchronize(self.device)
             self.log(f"ft-train: CUDA graph capture of {what} failed ({self.failed}); training on without graphs")
         finally:
             self.capture_s += time.perf_counter() - t0
