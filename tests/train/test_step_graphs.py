@@ -153,3 +153,23 @@ def test_graph_replayed_training_matches_eager_training(tiny_model):
     assert graphed.graphs.optimizer_graph is not None
     assert got == pytest.approx(want, rel=2e-2)
     assert torch.allclose(graphed.master.master, eager.master.master, atol=1e-3)
+
+
+def test_unpacked_rows_skip_transformers_packed_sequence_search(tiny_model, monkeypatch):
+    """The group layout's forward never asks transformers to find packed sequences (a host sync per
+    step, and an error inside a graph capture); the pack layout still does, for its block mask."""
+    import transformers.masking_utils as masking
+    from ft_train.worker import CausalLMLoss
+    from transformers import AutoModelForCausalLM
+
+    calls = []
+    original = masking.find_packed_sequence_indices
+    monkeypatch.setattr(masking, "find_packed_sequence_indices", lambda p: calls.append(1) or original(p))
+    model = CausalLMLoss(AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32))
+    group = [[r] for r in rows(3, seed=3)]
+    with torch.no_grad():
+        model(**collate(group, "group", 64, pad_id=0))
+        assert calls == []
+        model(**collate([[r for r in rows(3, seed=3)]], "pack", 128, pad_id=0))
+    assert calls == [1]
+    assert masking.find_packed_sequence_indices.__name__ == "<lambda>"  # put back as it was

@@ -16,6 +16,7 @@ engine: a worker decides none of it again. Rank 0 writes every file (checkpointe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -87,13 +88,39 @@ class CausalLMLoss(torch.nn.Module):
                 masked: bool = False):
         """`masked`: some loss_labels are IGNORE (padding of a fixed-shape batch, ft_train.step_graphs)."""
         base = getattr(self.lm, self.lm.base_model_prefix)
-        hidden = base(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask,
-                      use_cache=False).last_hidden_state
+        with rows_not_packed(position_ids is None):
+            hidden = base(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask,
+                          use_cache=False).last_hidden_state
         hidden = hidden.flatten(0, 1).index_select(0, loss_index)
         head = self.lm.get_output_embeddings()
         if self.fused and fusable(head):
             return linear_cross_entropy(hidden, head.weight, loss_labels, head.bias, masked=masked)
         return F.cross_entropy(head(hidden).float(), loss_labels, reduction="sum", ignore_index=IGNORE)
+
+
+@contextlib.contextmanager
+def rows_not_packed(active: bool):
+    """While `active`, transformers does not look for packed sequences in the position ids.
+
+    Without a mask or a cache it does, every forward (masking_utils.find_packed_sequence_indices),
+    and its test of the result reads a device value on the host: a sync per step, and an error
+    inside a CUDA graph capture. Only the pack layout passes position ids (that restart at each
+    record); the other layouts' rows hold one record each, so the answer is known: none."""
+    import transformers.masking_utils as masking
+
+    original = getattr(masking, "find_packed_sequence_indices", None)
+    if not active or original is None:
+        yield
+        return
+    masking.find_packed_sequence_indices = _no_packed_sequences
+    try:
+        yield
+    finally:
+        masking.find_packed_sequence_indices = original
+
+
+def _no_packed_sequences(position_ids):
+    return None
 
 
 def fusable(head: torch.nn.Module) -> bool:
