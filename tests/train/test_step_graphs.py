@@ -14,7 +14,7 @@ from ft_train.config import TrainConfig
 from ft_train.data import IGNORE, batch_width, collate, make_batches
 from ft_train.fused_loss import linear_cross_entropy
 from ft_train.plan import Zero
-from ft_train.step_graphs import Shape, make_capturable, pad_to_shape, shape_table
+from ft_train.step_graphs import Shape, make_capturable, pad_to_shape, shape_table, step_schedule
 
 
 def rows(n: int, seed: int = 0) -> list[dict]:
@@ -119,10 +119,11 @@ def test_capturable_lr_is_filled_in_place_by_the_schedule():
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(100, 10))
     seen = []
     for _ in range(12):
-        sched.step()
+        step_schedule(sched)
         assert opt.param_groups[0]["lr"] is lr
         seen.append(lr.item())
     assert seen[0] == pytest.approx(2e-4) and seen[9] == pytest.approx(1e-3)
+    assert sched.get_last_lr()[0] == pytest.approx(seen[-1])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -314,7 +314,12 @@ class PlainEngine(Engine):
                 torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.cfg.grad_clip)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
+        if self.graphs is not None:  # the lr is a device tensor the graphs read
+            from ft_train.step_graphs import step_schedule
+
+            step_schedule(self.scheduler)
+        else:
+            self.scheduler.step()
         return True
 
     def save_state(self, folder: Path, tag: str, extra: dict) -> None:

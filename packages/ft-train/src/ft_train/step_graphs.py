@@ -96,6 +96,22 @@ def make_capturable(optimizer: torch.optim.Optimizer, device: torch.device) -> N
             group["lr"] = group["lr"].to(device)
 
 
+def step_schedule(scheduler) -> None:
+    """scheduler.step() for an optimizer whose lr is a device tensor: the schedule's new value is
+    written into that same tensor (a graph reads the tensor it captured), on any torch version
+    (older schedulers copy_ a float into it, which fails) and without a host sync."""
+    groups = scheduler.optimizer.param_groups
+    tensors = [g["lr"] for g in groups]
+    for g in groups:
+        if isinstance(g["lr"], torch.Tensor):
+            g["lr"] = 0.0  # a float for the scheduler to overwrite (LambdaLR computes from base_lrs)
+    scheduler.step()
+    for g, lr in zip(groups, tensors, strict=True):
+        if isinstance(lr, torch.Tensor):
+            lr.fill_(float(g["lr"]))
+            g["lr"] = lr
+
+
 class _Graph:
     """One captured micro-step: its input tensors and its output (the summed loss)."""
 
