@@ -7,9 +7,11 @@ vocabulary trained on ViGGO sentences (so text tokenises into sensible pieces).
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# FT_TEST_DATA: the data folder elsewhere (the GPU machine, where ../shared is not carried)
+SHARED_DATA = Path(os.environ.get("FT_TEST_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 
 def _corpus(limit: int = 2000) -> list[str]:

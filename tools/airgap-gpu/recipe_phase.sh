@@ -10,7 +10,7 @@
 #   EXTRA_BENCH=1 first runs bench/bench_loss.py, bench_compile.py and bench_overhead.py (about 6 minutes)
 #   GRAPHS_BENCH=1 first runs bench/bench_graphs.py (eager vs --cuda-graphs steps; GRAPHS_STEPS, default 160)
 #   RECORD=RUN[,RUN]: those runs' ft-train on a pty under `script` (RUN.terminal.txt: the user's terminal)
-#   MFU=1 then runs bench/bench_train.py at 1.5B (Qwen2.5-1.5B's config from .carry/prof/qwen, random weights;
+#   MFU=1 then runs (MFU_LEGS: a comma-separated subset of viggo,viggo-16k,long,long-16k) bench/bench_train.py at 1.5B (Qwen2.5-1.5B's config from .carry/prof/qwen, random weights;
 #   carry .carry/prof): ViGGO rows and 2,048-token rows, at the plain batch and at 16k-token batches
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -40,8 +40,8 @@ if [ -n "${GRAPHS_BENCH:-}" ]; then  # eager vs CUDA-graph steps on ViGGO's plan
   timeout 300 python3 bench/bench_graphs.py --model "$model" --train .carry/data/viggo-train.jsonl \
     --valid .carry/data/viggo-valid.jsonl --steps "${GRAPHS_STEPS:-160}" --skip 30 --out "$W/bench_graphs.json" >&2 \
     || log "bench_graphs failed"
-  python3 -c "import pytest" 2>/dev/null && timeout 120 python3 -m pytest -q -p no:cacheprovider \
-    tests/train/test_step_graphs.py > "$W/test_step_graphs.txt" 2>&1
+  python3 -c "import pytest" 2>/dev/null && FT_TEST_DATA=$PWD/.carry/prof timeout 120 python3 -m pytest -q \
+    -p no:cacheprovider tests/train/test_step_graphs.py > "$W/test_step_graphs.txt" 2>&1  # carry .carry/prof
 fi
 # The acceptance's wall time is with the model already de-quantized in the cache: do that first, once.
 python3 -c "import sys; from ft_common.models import resolve_model; print(resolve_model(sys.argv[1]).path)" "$model" >&2
@@ -61,9 +61,10 @@ PY
     cp "/tmp/mfu/$tag/bench_train.json" "$W/mfu-1.5b-$tag.json" 2>/dev/null
     cp "/tmp/mfu/$tag/ft-default/metrics.jsonl" "$W/mfu-1.5b-$tag.metrics.jsonl" 2>/dev/null
   }
-  mfu viggo "" --rows 2500
-  mfu viggo-16k "--batch-tokens 16384" --rows 2500
-  mfu long "" --long 2048
-  mfu long-16k "--batch-tokens 16384" --long 2048
+  legs=",${MFU_LEGS:-viggo,viggo-16k,long,long-16k},"  # which of the four legs
+  [[ $legs == *,viggo,* ]] && mfu viggo "" --rows 2500
+  [[ $legs == *,viggo-16k,* ]] && mfu viggo-16k "--batch-tokens 16384" --rows 2500
+  [[ $legs == *,long,* ]] && mfu long "" --long 2048
+  [[ $legs == *,long-16k,* ]] && mfu long-16k "--batch-tokens 16384" --long 2048
 fi
 log "phase $name done"

@@ -113,12 +113,14 @@ def step_schedule(scheduler) -> None:
 
 
 class _Graph:
-    """One captured micro-step: its input tensors and its output (the summed loss)."""
+    """One captured micro-step: its input tensors and its output (the summed loss), both allocated
+    outside the graphs' shared pool. An output inside it would be another graph's scratch: the
+    optimizer's graph, replayed before the caller reads the loss, would overwrite it."""
 
-    def __init__(self, inputs: dict):
+    def __init__(self, inputs: dict, device: torch.device):
         self.inputs = inputs
         self.graph: torch.cuda.CUDAGraph | None = None
-        self.loss: torch.Tensor | None = None
+        self.loss = torch.zeros((), dtype=torch.float32, device=device)
 
 
 class StepGraphs:
@@ -155,7 +157,7 @@ class StepGraphs:
         step = self.steps.get(width)
         if step is None:
             step = self.steps[width] = _Graph({k: torch.empty(v.shape, dtype=v.dtype, device=self.device)
-                                               for k, v in host.items()})
+                                               for k, v in host.items()}, self.device)
         for key, value in host.items():
             step.inputs[key].copy_(value.pin_memory(), non_blocking=True)
         if step.graph is None:
@@ -202,8 +204,8 @@ class StepGraphs:
     def _capture_step(self, step: _Graph) -> None:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self.pool, stream=self.stream):
-            loss = self._forward_backward(step.inputs)
-        step.graph, step.loss = graph, loss
+            step.loss.copy_(self._forward_backward(step.inputs))
+        step.graph = graph
         self.pool = self.pool or graph.pool()
 
     def _capture_optimizer(self) -> None:
