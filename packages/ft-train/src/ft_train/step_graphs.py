@@ -16,7 +16,7 @@ A graph replays fixed shapes at fixed addresses, so:
   the fused loss masks ignored rows instead of selecting them.
 - The optimizer step (FlatMaster: clip, fused AdamW, the copy back to bf16) is a graph of its own,
   replayed every grad_accum micro-steps; AdamW is capturable and its lr is a device tensor that
-  the scheduler fills in place.
+  each schedule step fills in place (`step_schedule`).
 
 The run's first micro-step and first optimizer step run eagerly, on the side stream that
 captures (this warms up cuBLAS, autograd and the allocator, as capture requires), and are then
@@ -125,8 +125,8 @@ class _Graph:
 
 class StepGraphs:
     """The micro-steps' graphs (one per width) and the optimizer step's, for PlainEngine with
-    FlatMaster on one CUDA device. `forward_backward` and `optimizer_step` return False once
-    graphs are off (a capture failed): the caller then runs the step eagerly."""
+    FlatMaster on one CUDA device. Once graphs are off (a capture failed) `forward_backward`
+    returns None and `optimizer_step` False: the caller then runs the step eagerly."""
 
     def __init__(self, engine, shapes: dict[int, Shape], pad_id: int, log=None):
         self.engine, self.shapes, self.pad_id = engine, shapes, pad_id
