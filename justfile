@@ -69,6 +69,13 @@ bench-shapes *ARGS: fetch-model
     {{venv}}/ft-prep viggo --data {{data}} --split valid > runs/profile-data/viggo-valid.jsonl
     {{venv}}/python bench/batch_shapes.py --model {{smollm}} --train runs/profile-data/viggo-train.jsonl --valid runs/profile-data/viggo-valid.jsonl {{ARGS}}
 
+# ft-train's training step eager vs replayed from CUDA graphs on ViGGO's plan: ms/step, tokens/s, agreement (a GPU).
+bench-graphs *ARGS: fetch-model
+    mkdir -p runs/profile-data
+    {{venv}}/ft-prep viggo --data {{data}} --split train > runs/profile-data/viggo-train.jsonl
+    {{venv}}/ft-prep viggo --data {{data}} --split valid > runs/profile-data/viggo-valid.jsonl
+    {{venv}}/python bench/bench_graphs.py --model {{smollm}} --train runs/profile-data/viggo-train.jsonl --valid runs/profile-data/viggo-valid.jsonl --out runs/bench_graphs.json {{ARGS}}
+
 # CPU smoke run of every training-benchmark path with a tiny random model (~3 min).
 bench-train-smoke:
     {{venv}}/python bench/bench_train.py --device cpu --tiny --data-dir {{data}}
