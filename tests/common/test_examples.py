@@ -110,6 +110,7 @@ NOT_RUN = {
     "just test tests/train": SLOW,
     "python bench/bench_train.py --device cpu --tiny": SLOW,
     "python bench/bench_train.py --mode all": SLOW + " (GPU)",
+    "just bench-graphs": GPU,
     # ft-prep --help texts (the group's name no task: TASK is a placeholder)
     "ft-prep TASK --split valid | ft-infer -m ckpt | ft-score TASK": SYNOPSIS,
     "ft-prep TASK --data ../shared/data --format fewshot --limit 100 > fewshot.jsonl": SYNOPSIS,
