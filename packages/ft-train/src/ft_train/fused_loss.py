@@ -17,12 +17,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ft_train.data import IGNORE  # a label that carries no loss (masked mode)
+
 # A chunk's fp32 logits take at most this much: ~880 rows at Qwen2.5's 151,936-token vocabulary,
 # ~2,700 at SmolLM2's 49,152. Bigger than Liger's chunks on purpose: on the GPU host each kernel
 # launch costs ~37 us of CPU time and a chunk is ~10 launches, so a few big chunks keep the GPU
 # fed, while 512 MiB is still small beside the 7-22 GB the plain loss takes at 1.5B.
 CHUNK_LOGITS_BYTES = 512 << 20
-IGNORE = -100  # a label that carries no loss (data.IGNORE), in masked mode
 
 
 def chunk_rows_for(vocab: int) -> int:
