@@ -17,8 +17,11 @@ from dataclasses import replace
 
 def shapes(plan) -> dict:
     from ft_train.data import batch_width
+    from ft_train.step_graphs import shape_table
 
-    cfg, first, every, real, padded = plan.cfg, set(), set(), 0, 0
+    cfg, first, every, real, padded, graphed = plan.cfg, set(), set(), 0, 0, 0
+    # with CUDA graphs on, every batch is padded to its width's graph shape (ft_train.step_graphs)
+    table = shape_table(plan.train_batches, cfg.ctx_len, cfg.pad_multiple) if cfg.cuda_graphs == "on" else {}
     for epoch, batches in enumerate(plan.train_batches):
         for batch in batches:
             width = batch_width(batch, cfg.layout, cfg.ctx_len, cfg.pad_multiple)
@@ -28,16 +31,12 @@ def shapes(plan) -> dict:
                 first.add(shape)
             real += sum(len(r["ids"]) for seq in batch for r in seq)
             padded += len(batch) * width
+            if table:
+                graphed += table[width].rows * width
     out = {"pad_multiple": cfg.pad_multiple, "batch_tokens": cfg.batch_tokens, "epochs": cfg.epochs,
            "first_epoch_shapes": len(first), "all_epochs_shapes": len(every),
            "padding_share": round(padded / real - 1, 4)}
-    if cfg.cuda_graphs == "on":  # every batch padded to its width's graph shape (ft_train.step_graphs)
-        from ft_train.step_graphs import shape_table
-
-        table = shape_table(plan.train_batches, cfg.ctx_len, cfg.pad_multiple)
-        graphed = sum(table[batch_width(b, cfg.layout, cfg.ctx_len, cfg.pad_multiple)].rows
-                      * batch_width(b, cfg.layout, cfg.ctx_len, cfg.pad_multiple)
-                      for batches in plan.train_batches for b in batches)
+    if table:
         out.update({"graph_shapes": len(table), "graph_padding_share": round(graphed / real - 1, 4)})
     return out
 

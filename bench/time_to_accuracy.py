@@ -50,10 +50,10 @@ RUNS = {
     "viggo-lr4e-4": ("viggo", ["--lr", "4e-4"]),
     "viggo-11k-lr3e-4": ("viggo", ["--lr", "3e-4", "--batch-tokens", "11264"]),
     "viggo-240": ("viggo", ["--batch-tokens", "15360"]),  # the recipe at ~240 steps (TARGET_STEPS ~250)
-    "viggo-w8": ("viggo", ["--pad-multiple", "8"]),
+    "viggo-w8": ("viggo", ["--pad-multiple", "8"]),  # 18 distinct batch shapes in epoch 1 instead of 59
     "viggo-900": ("viggo", ["--batch-tokens", "4096"]),  # ~900 steps: with CUDA graphs a step costs less
     "viggo-eager": ("viggo", ["--cuda-graphs", "off"]),  # the plain command without CUDA graphs (before 2026-12-05 pm)
-    "sql-eager": ("sql", ["--cuda-graphs", "off"]),  # 18 distinct batch shapes in epoch 1 instead of 59
+    "sql-eager": ("sql", ["--cuda-graphs", "off"]),  # the same for SQL
     "sql-plain": ("sql", []),
     "sql-plain-ppl": ("sql", ["--select-by", "ppl"]),  # 2026-12-05: accuracy on 256 records chose epoch 1
     "sql-1200": ("sql", ["--batch-tokens", "3072"]),  # about the tuned run's 1,250 steps, the recipe's lr

@@ -96,8 +96,9 @@ def test_timing(run):
     and every phase mark in order; the checkpoints' copies carry none."""
     man = json.loads((run["out"] / "ft-train.json").read_text())
     t, phases = man["timing"], man["timing"]["phases"]
-    expected = ["imported", "data_read", "model_resolved", "tokenized", "prepare", "ray_init", "worker_start", "workers_ready", "first_step", "last_epoch_end",
-                "checkpoint_written", "fit_returned", "ray_shutdown", "exit"]
+    expected = ["imported", "data_read", "model_resolved", "tokenized", "prepare", "ray_init", "worker_start",
+                "workers_ready", "first_step", "last_epoch_end", "checkpoint_written", "fit_returned", "ray_shutdown",
+                "exit"]
     assert list(phases) == expected, phases  # the marks, in the order they happen
     assert all(v >= 0 for v in phases.values())
     assert t["start_to_first_step_s"] == phases["first_step"] > 0

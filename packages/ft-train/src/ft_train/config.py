@@ -108,7 +108,8 @@ class TrainConfig:
     layout: str = opt("group", "group records by length (no mask needed); pack them into ctx-len rows; or pad each "
                                "to ctx-len.", type=click.Choice(LAYOUTS))
     # fewer distinct batch shapes, each of which costs its first-time work on a GPU (ViGGO: 59 in the
-    # first epoch at 1, 18 at 8, for 7.8% padding instead of 2.9%: bench/batch_shapes.py); an experiment, off by default
+    # first epoch at 1, 18 at 8, for 7.8% padding instead of 2.9%: bench/batch_shapes.py); 1 unless
+    # given, or step_graphs.WIDTH_MULTIPLE where CUDA graphs are on (driver.graphs_choice)
     pad_multiple: int = opt(1, "group layout: round each batch's width up to a multiple of N and cut batches by it.",
                             type=click.IntRange(min=1))
     gradient_checkpointing: bool = opt(False, "Recompute activations (less memory, slower).")

@@ -200,6 +200,8 @@ class Engine:
     """What the worker needs of a backend; a subclass sets module, forward_model,
     optimizer and scheduler."""
 
+    graphs = None  # ft_train.step_graphs.StepGraphs: PlainEngine.use_graphs (--cuda-graphs)
+
     def __init__(self, cfg, device: torch.device, total_steps: int):
         self.cfg, self.device = cfg, device
         self.micro = 0  # micro-steps so far (each epoch is a whole number of optimizer steps)
@@ -257,7 +259,6 @@ class PlainEngine(Engine):
                  flat_master: bool = True):
         super().__init__(cfg, device, total_steps)
         self.world, self.bf16 = world, bf16
-        self.graphs = None  # ft_train.step_graphs.StepGraphs, set by use_graphs (--cuda-graphs)
         model.to(device)
         self.module = self.forward_model = model
         self.master = FlatMaster(model) if bf16 and flat_master else None
@@ -283,9 +284,6 @@ class PlainEngine(Engine):
             raise ValueError("CUDA graphs need one CUDA worker training in bf16 (FlatMaster)")
         make_capturable(self.optimizer, self.device)
         self.graphs = StepGraphs(self, shapes, pad_id, log)
-
-    def lr(self) -> float:
-        return float(super().lr())  # a device tensor when the optimizer is capturable
 
     def autocast(self):
         # FlatMaster's bf16 weights need no autocast; fp32 training needs none either.

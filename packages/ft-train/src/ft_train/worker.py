@@ -149,9 +149,8 @@ def train_step(engine: Engine, batch: list, real: bool, cfg: TrainConfig, pad_id
     steps every cfg.grad_accum of them. Replayed from a CUDA graph where the engine has them."""
     x = collate(batch, cfg.layout, cfg.ctx_len, pad_id, real, cfg.pad_multiple)
     n = len(x["loss_labels"])
-    graphs = getattr(engine, "graphs", None)
-    if graphs is not None:
-        loss_sum = graphs.forward_backward(x)
+    if engine.graphs is not None:
+        loss_sum = engine.graphs.forward_backward(x)
         if loss_sum is not None:
             return MicroStep(loss_sum, n, engine.step())
     x = to_device(x, engine.device)
@@ -271,7 +270,7 @@ class Worker:
         self.ckpt.finish()
         self.marks["checkpoint_written"] = time.time()
         if self.rank == 0:
-            graphs = getattr(self.engine, "graphs", None)
+            graphs = self.engine.graphs
             with atomic_write(out / ".work" / manifest.WORKER_MARKS) as fh:
                 json.dump({"marks": self.marks, **self.spent, **({"graphs": graphs.summary()} if graphs else {})}, fh)
 

@@ -201,7 +201,6 @@ class HFEngine:
         return self._cache
 
 
-
 def _sample(logits, opts: GenerationOptions, generator):
     """Next ids drawn at opts.temperature from the top_p nucleus."""
     import torch
