@@ -57,6 +57,7 @@ RUNS = {
     "sql-plain": ("sql", []),
     "sql-plain-ppl": ("sql", ["--select-by", "ppl"]),  # 2026-12-05: accuracy on 256 records chose epoch 1
     "sql-1200": ("sql", ["--batch-tokens", "3072"]),  # about the tuned run's 1,250 steps, the recipe's lr
+    "sql-epochs2": ("sql", ["--epochs", "2"]),  # the recipe's lr and batch over 2 epochs (Spider plateaued at 2 before)
     "sql-tuned": ("sql", ["--epochs", "2", "--lr", "2e-4", "--batch-size", "32", "--warmup", "0.03", "--select-by", "ppl"]),
     "gsm8k-plain": ("gsm8k", []),
     "gsm8k-tuned": ("gsm8k", ["--epochs", "3", "--lr", "1e-4", "--batch-size", "32", "--warmup", "0.03",
