@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import tempfile
 import time
 from dataclasses import replace
 
 
-def run(plan, batches: list, graphs: bool, skip: int) -> dict:
+def run(plan, batches: list, graphs: bool, skip: int, cudnn_attention: bool = False) -> dict:
     import torch
     import transformers
     from ft_train.engine import make_engine
@@ -35,6 +36,7 @@ def run(plan, batches: list, graphs: bool, skip: int) -> dict:
     resize_embeddings(model, len(tokenizer))
     device = torch.device("cuda", 0)
     engine = make_engine(CausalLMLoss(model, cfg.fused_loss), cfg, plan.zero, device, 1, len(batches))
+    torch.backends.cuda.enable_cudnn_sdp(cudnn_attention)  # make_engine turns it off (engine.avoid_cudnn_attention)
     if graphs:
         engine.use_graphs(shape_table(plan.train_batches, cfg.ctx_len, cfg.pad_multiple), tokenizer.pad_token_id or 0,
                           log=print)
@@ -73,6 +75,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=120, help="optimizer steps per mode (from the plan's first epochs)")
     ap.add_argument("--skip", type=int, default=20, help="steps left out of the timing")
     ap.add_argument("--ft-args", default="", help="more ft-train flags, e.g. '--batch-tokens 12288'")
+    ap.add_argument("--cudnn-attention", action="store_true",
+                    help="train with SDPA's cuDNN backend, which ft-train turns off (the NaN check)")
     ap.add_argument("--out")
     a = ap.parse_args()
     import shlex
@@ -89,11 +93,14 @@ def main() -> None:
         cfg = TrainConfig.from_cli(ctx.params)
         plan = prepare(replace(cfg, out_dir=out)).plan
         batches = [b for epoch in plan.train_batches for b in epoch][:a.steps]
-        eager = run(plan, batches, graphs=False, skip=a.skip)
-        graphed = run(plan, batches, graphs=True, skip=a.skip)
+        eager = run(plan, batches, graphs=False, skip=a.skip, cudnn_attention=a.cudnn_attention)
+        graphed = run(plan, batches, graphs=True, skip=a.skip, cudnn_attention=a.cudnn_attention)
     loss_diff = max(abs(g - e) / max(abs(e), 1e-6) for g, e in zip(graphed["losses"], eager["losses"], strict=True))
     weight_diff = float((graphed["master"] - eager["master"]).abs().max())
-    result = {"model": a.model, "gpu": torch.cuda.get_device_name(0), "batch_tokens": plan.cfg.batch_tokens,
+    finite = {m["mode"]: all(math.isfinite(x) for x in m["losses"]) for m in (eager, graphed)}
+    result = {"model": a.model, "gpu": torch.cuda.get_device_name(0), "cudnn_attention": a.cudnn_attention,
+              "losses_finite": finite, "first_losses": {m["mode"]: m["losses"][:8] for m in (eager, graphed)},
+              "batch_tokens": plan.cfg.batch_tokens,
               "pad_multiple": plan.cfg.pad_multiple, "steps": len(batches), "skip": a.skip,
               "max_loss_rel_diff": round(loss_diff, 5), "max_master_abs_diff": weight_diff,
               "speedup": round(eager["ms_per_step"] / graphed["ms_per_step"], 2),

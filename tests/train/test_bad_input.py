@@ -53,3 +53,15 @@ def test_offload_needs_zero(tmp_path, tiny_model, viggo_files):
     out = ft_train([*_args(tiny_model, viggo_files["train"], viggo_files["valid"], tmp_path / "o"),
                     "--zero", "0", "--offload", "optimizer"], tmp_path)
     assert out.returncode == 2 and "ZeRO" in out.stderr
+
+
+def test_diverged_loss_stops_in_one_line(tmp_path, tiny_model, viggo_files):
+    """A loss that turns NaN or infinite ends the run at that log line with one error, not epochs of NaN."""
+    out = ft_train(["-m", tiny_model, "--train", viggo_files["train"], "--valid", viggo_files["valid"],
+                    "-o", tmp_path / "o", "--epochs", "2", "--lr", "1e30", "--warmup", "0", "--log-every", "1"],
+                   tmp_path)
+    assert out.returncode == 1, out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert "the training loss is" in last and "diverged" in last and "Traceback" not in out.stderr, out.stderr
+    rows = [json.loads(line) for line in (tmp_path / "o" / "metrics.jsonl").read_text().splitlines()]
+    assert not any("train_loss" in r for r in rows)  # it stopped inside the first epoch

@@ -386,6 +386,17 @@ class DeepSpeedEngine(Engine):
 
 def make_engine(model, cfg, zero, device: torch.device, world: int, total_steps: int) -> Engine:
     """The engine for the plan's ZeRO choice (ft_train.plan.Zero)."""
+    if device.type == "cuda":
+        avoid_cudnn_attention()
     if zero.deepspeed:
         return DeepSpeedEngine(model, cfg, zero.stage, zero.offload, device, total_steps, zero.bf16)
     return PlainEngine(model, cfg, device, world, total_steps, zero.bf16)
+
+
+def avoid_cudnn_attention() -> None:
+    """Training's SDPA without its cuDNN backend (flash and memory-efficient attention take over).
+    cuDNN's bf16 attention backward has returned NaN gradients on Hopper since torch 2.11 (pytorch
+    issue 196678; TRL issue 7181 traced one case to Qwen2.5's massive-activation heads); ft-train's
+    first Qwen2.5-Coder runs with CUDA graphs went NaN within 10 steps (2026-12-05, H200).
+    Process-wide: a training worker runs nothing else."""
+    torch.backends.cuda.enable_cudnn_sdp(False)

@@ -3,6 +3,7 @@ accuracy, where it was measured) per epoch (curve.png)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from ft_common.atomic import atomic_write
@@ -42,7 +43,8 @@ def plot_curve(metrics_path: Path, out_png: Path) -> None:
     ax2.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("validation perplexity")
-    ax2.set_yscale("log")
+    if epochs and all(0 < m["val_ppl"] < math.inf for m in epochs):  # a NaN or inf perplexity can't be log-scaled
+        ax2.set_yscale("log")
     fig.suptitle("ft-train learning curve")
     fig.tight_layout()
     with atomic_write(out_png, "wb") as fh:

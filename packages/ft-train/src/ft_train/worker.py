@@ -123,6 +123,14 @@ def _no_packed_sequences(position_ids):
     return None
 
 
+def check_finite(loss: float, step: int, epoch: int) -> None:
+    """Stop at the first log line whose training loss is NaN or infinite: every step after it would
+    train nothing and the weights are already lost (the checkpoints written before it are kept)."""
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"the training loss is {loss} at step {step} (epoch {epoch + 1}): the weights "
+                                 "diverged; try a lower --lr, or --cuda-graphs off")
+
+
 def fusable(head: torch.nn.Module) -> bool:
     """Whether the fused loss can read the head's weight directly: a Linear whose weight is all
     here. Under DeepSpeed ZeRO-3 it is a partitioned placeholder (ds_id, no elements) that only
@@ -361,6 +369,7 @@ class Worker:
                 if self.device.type == "cuda":
                     line["peak_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
                 self.metrics.write(line)
+                check_finite(line["loss"], p.step, epoch)
                 seen_tokens, t_log = 0, now
             state_due = state_due or self.ckpt.step_due(p.step)
             if p.step % cfg.log_every == 0 or state_due:
