@@ -23,30 +23,36 @@ TITLE = "Fine-tuned (blue) vs prompted (grey): SmolLM2-135M, Qwen2.5-Coder 0.5B 
 SMOL, Q05, Q15 = "SmolLM2-135M-Instruct", "Qwen2.5-Coder-0.5B-Instruct (AWQ GGUF)", "Qwen2.5-Coder-1.5B-Instruct"
 BASE = "qwen1.5b"  # its few-shot run is every table's baseline; each fine-tuned model's own is another
 SQL = [("ft-smollm2", SMOL, "fine-tuned"), ("fewshot-smollm2", SMOL, "few-shot"), ("fewshot-qwen1.5b", Q15, "few-shot"),
-       ("ft-qwen0.5b", Q05, "fine-tuned"), ("fewshot-qwen0.5b", Q05, "few-shot"), ("ft-qwen1.5b", Q15, "fine-tuned")]
+       ("ft-qwen0.5b", Q05, "fine-tuned"), ("fewshot-qwen0.5b", Q05, "few-shot"), ("ft-qwen1.5b", Q15, "fine-tuned"),
+       ("ft-qwen0.5b-plain", Q05, "fine-tuned, plain command"), ("ft-qwen1.5b-plain", Q15, "fine-tuned, plain command")]
 TABLES = {  # (task, part: a suffix of the run names) -> [(run name, model, method)]
     ("viggo", ""): [("ft-smollm2", SMOL, "fine-tuned (ft-train)"), ("fewshot-smollm2", SMOL, "9-shot prompt"),
                     ("fewshot-qwen1.5b", Q15, "9-shot prompt"), ("ft-qwen0.5b", Q05, "fine-tuned (ft-train)"),
-                    ("fewshot-qwen0.5b", Q05, "9-shot prompt")],
+                    ("fewshot-qwen0.5b", Q05, "9-shot prompt"), ("ft-qwen1.5b-plain", Q15, "fine-tuned, plain command")],
     ("sql", "spider"): SQL,
     ("sql", "wikisql"): SQL,
     ("gsm8k", ""): [("ft-smollm2", SMOL, "fine-tuned on GSM8K"), ("two-stage-smollm2", SMOL, "two-stage: MathQA, then GSM8K"),
                     ("fewshot-smollm2", SMOL, "8-shot CoT prompt"), ("fewshot-qwen1.5b", Q15, "8-shot CoT prompt"),
-                    ("ft-qwen1.5b", Q15, "fine-tuned on GSM8K")],
+                    ("ft-qwen1.5b", Q15, "fine-tuned on GSM8K"), ("ft-qwen1.5b-plain", Q15, "fine-tuned, plain command")],
 }
+
+
+def model_key(run: str) -> str:
+    """The model a run name names: ft-qwen1.5b-plain -> qwen1.5b, two-stage-smollm2 -> smollm2."""
+    return next(part for part in run.split("-") if part in ("smollm2", "qwen0.5b", "qwen1.5b"))
 
 
 def table_args(task: str, part: str, runs: list[tuple[str, str, str]]) -> tuple[list[str], list[str]]:
     """One table's committed runs (paths, each with its --label) and its baselines (--against)."""
     args, against = [], []
-    tuned = {run.split("-")[-1] for run, _, _ in runs if not run.startswith("fewshot-")} | {BASE}
+    tuned = {model_key(run) for run, _, _ in runs if not run.startswith("fewshot-")} | {BASE}
     for run, model, method in runs:
         name = f"{run}-{part}" if part else run
         scored = RESULTS / task / f"{name}.scored.jsonl.xz"
         path = scored if scored.exists() else RESULTS / task / f"{name}.summary.json"
         if path.exists():  # labelled by path: run names repeat across tasks (ft-smollm2)
             args += [str(path), "--label", f"{path}={model}|{method}"]
-            if path == scored and run.startswith("fewshot-") and run.split("-")[-1] in tuned:
+            if path == scored and run.startswith("fewshot-") and model_key(run) in tuned:
                 against += ["--against", str(path)]
     return args, against
 

@@ -156,6 +156,21 @@ def test_graph_replayed_training_matches_eager_training(tiny_model):
     assert torch.allclose(graphed.master.master, eager.master.master, atol=1e-3)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_on_cuda_runs_without_cudnn_attention(tiny_model):
+    """make_engine turns SDPA's cuDNN backend off on a CUDA device: replayed from graphs it trained
+    Qwen2.5-Coder-1.5B into NaN (engine.avoid_cudnn_attention)."""
+    from ft_train.engine import make_engine
+    from ft_train.worker import CausalLMLoss
+    from transformers import AutoModelForCausalLM
+
+    torch.backends.cuda.enable_cudnn_sdp(True)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    cfg = TrainConfig(lr=1e-3, ctx_len=64)
+    make_engine(CausalLMLoss(model), cfg, Zero(0, "none", bf16=True, deepspeed=False), torch.device("cuda", 0), 1, 10)
+    assert not torch.backends.cuda.cudnn_sdp_enabled()
+
+
 def test_unpacked_rows_skip_transformers_packed_sequence_search(tiny_model, monkeypatch):
     """The group layout's forward never asks transformers to find packed sequences (a host sync per
     step, and an error inside a graph capture); the pack layout still does, for its block mask."""

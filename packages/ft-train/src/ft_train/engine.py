@@ -395,8 +395,9 @@ def make_engine(model, cfg, zero, device: torch.device, world: int, total_steps:
 
 def avoid_cudnn_attention() -> None:
     """Training's SDPA without its cuDNN backend (flash and memory-efficient attention take over).
-    cuDNN's bf16 attention backward has returned NaN gradients on Hopper since torch 2.11 (pytorch
-    issue 196678; TRL issue 7181 traced one case to Qwen2.5's massive-activation heads); ft-train's
-    first Qwen2.5-Coder runs with CUDA graphs went NaN within 10 steps (2026-12-05, H200).
-    Process-wide: a training worker runs nothing else."""
+    Replayed from CUDA graphs, cuDNN attention trained Qwen2.5-Coder-1.5B into NaN by the fourth
+    step while the same steps run eagerly stayed finite (bench/bench_graphs.py --cudnn-attention,
+    one H200, torch 2.11: results/bench/bench_graphs_cudnn_qwen1.5b_h200.json); without it both
+    match. Eagerly too, its bf16 backward has returned NaN gradients on Hopper (pytorch issue
+    196678, TRL issue 7181). Process-wide: a training worker runs nothing else."""
     torch.backends.cuda.enable_cudnn_sdp(False)
