@@ -50,6 +50,22 @@ def test_special_tokens_become_single_ids_and_round_trip(tiny_model):
     assert stop_token(records, special) == END_A
 
 
+def test_batched_backend_encoding_matches_the_tokenizer_call(tiny_model):
+    """check_tokens calls the fast tokenizer's backend directly: the same ids and texts as
+    tokenizer(...) and batch_decode(...), added special tokens included."""
+    from ft_train.tokens import _decode, _encode
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    records = viggo_records("train", 50)
+    add_tokens(tok, tokens_from_records(records))
+    texts = [r["prompt"] + r["target"] for r in records] + ["", "  two  spaces ", "naïve 東京 \t"]
+    want = [list(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
+    assert _encode(tok, texts) == want
+    assert any(tok.convert_tokens_to_ids(END_A) in ids for ids in want)
+    assert _decode(tok, want) == tok.batch_decode(want, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
 def test_check_rejects_a_token_that_splits(tiny_model):
     from transformers import AutoTokenizer
 

@@ -56,9 +56,10 @@ def add_tokens(tokenizer, special: list[str]) -> int:
 def check_tokens(tokenizer, special: list[str], records: list[dict], name: str,
                  limit: int | None = None) -> tuple[list[list[int]], list[list[int]]]:
     """Raise InputError unless each token is one id and prompt+target round-trips (the first
-    record that does not, in file order). Batched: one call per list instead of three per record
-    (20,000 SQL records: 5.9 s -> under 1 s on the CPU machine). Returns the prompts' and the
-    targets' ids (no special tokens added), which data.tokenize_records can reuse."""
+    record that does not, in file order). Batched, through the fast tokenizer's backend (`_encode`):
+    20,000 SQL records with SmolLM2's tokenizer take 2.9 s on the CPU machine, 4.5 s through
+    tokenizer(...). Returns the prompts' and the targets' ids (no special tokens added), which
+    data.tokenize_records can reuse."""
     for tok in special:
         ids = tokenizer.encode(tok, add_special_tokens=False)
         if len(ids) != 1:
@@ -67,19 +68,37 @@ def check_tokens(tokenizer, special: list[str], records: list[dict], name: str,
     if not records:
         return [], []
     texts = [r["prompt"] + r["target"] for r in records]
-    joined = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    prompts = tokenizer([r["prompt"] for r in records], add_special_tokens=False)["input_ids"]
-    targets = tokenizer([r["target"] for r in records], add_special_tokens=False)["input_ids"]
-    backs = tokenizer.batch_decode(joined, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    joined = _encode(tokenizer, texts)
+    prompts = _encode(tokenizer, [r["prompt"] for r in records])
+    targets = _encode(tokenizer, [r["target"] for r in records])
+    backs = _decode(tokenizer, joined)
     for i, r in enumerate(records):
-        if list(joined[i]) != list(prompts[i]) + list(targets[i]):
+        if joined[i] != prompts[i] + targets[i]:
             raise InputError(
                 f"{name}: record {record_id(r, i)}: prompt and target tokenise differently apart and together "
                 "(end the prompt with a special token, e.g. <START_A>)"
             )
         if backs[i] != texts[i]:
             raise InputError(f"{name}: record {record_id(r, i)}: tokenising does not round-trip: {backs[i][:60]!r}")
-    return [list(p) for p in prompts], [list(t) for t in targets]
+    return prompts, targets
+
+
+def _encode(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids (lists) without special tokens added. A fast tokenizer's Rust backend directly: the
+    same ids as tokenizer(texts), without its Python wrapping of each text."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return [list(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    return [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
+
+
+def _decode(tokenizer, ids: list[list[int]]) -> list[str]:
+    """Each row's text, special tokens kept, no clean-up of spaces (as batch_decode with
+    clean_up_tokenization_spaces=False gives it)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return tokenizer.batch_decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    return backend.decode_batch(ids, skip_special_tokens=False)
 
 
 def resize_embeddings(model, vocab_size: int) -> None:
