@@ -2,7 +2,8 @@
 
     train(cfg)   prepare -> run_workers -> {"best", "best_val_ppl", "epochs"}
     prepare      read and check the records, resolve the model, add the special tokens,
-                 tokenise, cut every epoch's batches, choose ZeRO: one Plan (plan.py)
+                 tokenise (or find it all in token_cache), cut every epoch's batches,
+                 choose ZeRO: one Plan (plan.py)
     run_workers  start Ray and hand the Plan to worker.train_loop_per_worker
 
 Everything that can fail on bad input (a malformed line, a record without
@@ -30,7 +31,7 @@ from ft_common.jsonl import read_records
 from ft_common.models import folder_fingerprint, resolve_model
 from ft_common.progress import log
 
-from ft_train import checkpoint, manifest, recipe
+from ft_train import checkpoint, manifest, recipe, token_cache
 from ft_train.cluster import fit_on_ray
 from ft_train.config import TrainConfig
 from ft_train.console import Console, MetricsWatcher
@@ -109,29 +110,23 @@ def prepare(cfg: TrainConfig, marks: dict | None = None) -> Prepared:
     parent = {"spec": cfg.model, "source": "ft-checkpoint" if is_ft else resolved.source, "path": resolved.path,
               "sha256": resolved.sha256 or (folder_fingerprint(resolved.path) if resolved.source == "folder" else None)}
 
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(resolved.path)
     special = tokens_from_file(cfg.special_tokens_file) if cfg.special_tokens_file else tokens_from_records(train.records)
     cfg = replace(cfg, special_tokens=special, stop=stop_token(train.records, special))
-    add_tokens(tokenizer, special)
-    train_pieces = check_tokens(tokenizer, special, train.records, train.name)
-    valid_pieces = check_tokens(tokenizer, special, valid.records, valid.name)
-    stop_id = tokenizer.convert_tokens_to_ids(cfg.stop) if cfg.stop else None
-    if cfg.stop and (stop_id is None or stop_id == tokenizer.unk_token_id):
-        raise InputError(f"stop token {cfg.stop!r} is not in the tokenizer (add it with --special-tokens)")
-
-    train_rows, truncated = tokenize_records(train.records, tokenizer, cfg.ctx_len, cfg.loss_on, train_pieces)
-    valid_rows, v_truncated = tokenize_records(valid.records, tokenizer, cfg.ctx_len, cfg.loss_on, valid_pieces)
-    marks["tokenized"] = time.time()
     tok_dir = out / ".work" / "tokenizer"
-    shutil.rmtree(tok_dir, ignore_errors=True)
-    tokenizer.save_pretrained(tok_dir)
+    cache_key = token_cache.key(resolved.path, train, valid, special, cfg.stop, cfg.ctx_len, cfg.loss_on,
+                                None if cfg.valid else (cfg.seed, cfg.valid_fraction))
+    tokenised = token_cache.load(cache_key, tok_dir)
+    if tokenised is None:
+        tokenised = _tokenise(cfg, resolved.path, train, valid, tok_dir)
+        token_cache.save(cache_key, tokenised, tok_dir)
+    marks["tokenized"] = time.time()
+    train_rows, truncated = tokenised.train_rows, tokenised.truncated
+    valid_rows, v_truncated = tokenised.valid_rows, tokenised.valid_truncated
+    stop_id = tokenised.stop_id
 
     gpu = _uses_gpu(cfg)
     all_tokens, loss_tokens = count_tokens(train_rows)
-    config, params = model_shape(resolved.path, len(tokenizer))  # once: the recipe and the ZeRO choice use it
+    config, params = model_shape(resolved.path, tokenised.vocab_size)  # once: the recipe and the ZeRO choice use it
     cfg, chosen = _apply_recipe(cfg, config, params, gpu, all_tokens)
     select_by, eval_records = _selection(cfg, valid.records, gpu)
     cfg = replace(cfg, select_by=select_by)
@@ -161,6 +156,26 @@ def prepare(cfg: TrainConfig, marks: dict | None = None) -> Prepared:
                f"{len(valid_rows)} validation; {truncated + v_truncated} truncated to {cfg.ctx_len} tokens; "
                f"{len(special)} special tokens, stop {cfg.stop!r}")
     return Prepared(plan, summary)
+
+
+def _tokenise(cfg: TrainConfig, model_dir: str, train: DataFile, valid: DataFile, tok_dir: Path) -> token_cache.Tokenised:
+    """The tokenizer with cfg's special tokens, saved to tok_dir for the workers; every record
+    checked (InputError on the first that does not tokenise whole) and tokenised."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
+    add_tokens(tokenizer, cfg.special_tokens)
+    train_pieces = check_tokens(tokenizer, cfg.special_tokens, train.records, train.name)
+    valid_pieces = check_tokens(tokenizer, cfg.special_tokens, valid.records, valid.name)
+    stop_id = tokenizer.convert_tokens_to_ids(cfg.stop) if cfg.stop else None
+    if cfg.stop and (stop_id is None or stop_id == tokenizer.unk_token_id):
+        raise InputError(f"stop token {cfg.stop!r} is not in the tokenizer (add it with --special-tokens)")
+    train_rows, truncated = tokenize_records(train.records, tokenizer, cfg.ctx_len, cfg.loss_on, train_pieces)
+    valid_rows, v_truncated = tokenize_records(valid.records, tokenizer, cfg.ctx_len, cfg.loss_on, valid_pieces)
+    shutil.rmtree(tok_dir, ignore_errors=True)
+    tokenizer.save_pretrained(tok_dir)
+    return token_cache.Tokenised(train_rows, truncated, valid_rows, v_truncated, len(tokenizer), stop_id)
 
 
 def _apply_recipe(cfg: TrainConfig, config, params: int, gpu: bool, tokens: int) -> tuple[TrainConfig, Recipe]:

@@ -1,0 +1,121 @@
+"""The tokenised-data cache (ft_train.token_cache): a repeat run skips the tokenizer and gets the same
+rows; any changed input misses; an entry that does not read back well formed, or a write cut
+short, is never used."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from ft_train import token_cache
+from ft_train.config import TrainConfig
+from ft_train.driver import prepare
+from train_support import viggo_records, write_jsonl
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("FT_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "tokens"
+
+
+def _plan(model, train, valid, out, **kw):
+    cfg = TrainConfig(model=str(model), train=str(train), valid=str(valid) if valid else None, out_dir=str(out),
+                      **{"epochs": 1, "ctx_len": 128, "device": "cpu", "quiet": True, **kw})
+    return prepare(cfg).plan
+
+
+def _rows(plan) -> list:
+    return sorted((tuple(r["ids"]), tuple(r["labels"])) for b in plan.train_batches[0] for seq in b for r in seq)
+
+
+def _no_tokenizer(monkeypatch):
+    import transformers
+
+    def refuse(*a, **k):
+        raise AssertionError("the tokenizer was loaded on a cache hit")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", refuse)
+
+
+def test_a_repeat_run_skips_the_tokenizer_and_gets_the_same_plan(tmp_path, cache, tiny_model, viggo_files, monkeypatch):
+    first = _plan(tiny_model, viggo_files["train"], viggo_files["valid"], tmp_path / "a")
+    assert len(list(cache.iterdir())) == 1
+    _no_tokenizer(monkeypatch)
+    again = _plan(tiny_model, viggo_files["train"], viggo_files["valid"], tmp_path / "b")
+    assert _rows(again) == _rows(first) and again.valid_batches == first.valid_batches
+    assert (again.stop_id, again.data, again.recipe) == (first.stop_id, first.data, first.recipe)
+    saved = sorted(p.name for p in Path(first.tokenizer_dir).iterdir())
+    assert sorted(p.name for p in Path(again.tokenizer_dir).iterdir()) == saved and "tokenizer.json" in saved
+    for name in saved:
+        assert (Path(again.tokenizer_dir) / name).read_bytes() == (Path(first.tokenizer_dir) / name).read_bytes()
+
+
+def test_any_changed_input_misses(tmp_path, cache, tiny_model, viggo_files):
+    _plan(tiny_model, viggo_files["train"], viggo_files["valid"], tmp_path / "a")
+    edited = viggo_records("train", 300)
+    edited[7]["target"] = edited[7]["target"].replace("(", "( ", 1)
+    _plan(tiny_model, write_jsonl(tmp_path / "t.jsonl", edited), viggo_files["valid"], tmp_path / "b")
+    _plan(tiny_model, viggo_files["train"], viggo_files["valid"], tmp_path / "c", ctx_len=64)
+    _plan(tiny_model, viggo_files["train"], None, tmp_path / "d")  # validation held out of the training file
+    _plan(tiny_model, viggo_files["train"], None, tmp_path / "e", seed=1)
+    assert len(list(cache.iterdir())) == 5
+
+
+@pytest.mark.parametrize("damage", ["not json", "id", "label", "lengths", "no tokenizer"])
+def test_an_entry_that_does_not_read_back_is_a_miss_and_is_rewritten(tmp_path, cache, tiny_model, viggo_files, damage):
+    want = _rows(_plan(tiny_model, viggo_files["train"], viggo_files["valid"], tmp_path / "a"))
+    (entry,) = cache.iterdir()
+    rows_file = entry / "rows.json"
+    data = json.loads(rows_file.read_text())
+    if damage == "not json":
+        rows_file.write_text("{")
+    elif damage == "id":
+        data["train_rows"][0][0][0] = data["vocab_size"]  # one past the vocabulary
+    elif damage == "label":
+        data["train_rows"][0][1][0] = -5
+    elif damage == "lengths":
+        data["train_rows"][0][1].pop()
+    else:
+        for f in (entry / "tokenizer").iterdir():
+            f.unlink()
+        (entry / "tokenizer").rmdir()
+    if damage in ("id", "label", "lengths"):
+        rows_file.write_text(json.dumps(data))
+    assert token_cache.load(entry.name, tmp_path / "tok") is None
+    again = _plan(tiny_model, viggo_files["train"], viggo_files["valid"], tmp_path / "b")
+    assert _rows(again) == want
+    assert token_cache.load(entry.name, tmp_path / "tok2") is not None  # written anew, whole
+
+
+def test_a_write_cut_short_leaves_no_entry(tmp_path, cache, monkeypatch):
+    got = token_cache.Tokenised([{"ids": [1, 2], "labels": [2, -100]}], 0, [], 0, vocab_size=10, stop_id=None)
+    tok = tmp_path / "tokdir"
+    tok.mkdir()
+    (tok / "tokenizer.json").write_text("{}")
+
+    def fail(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Path, "write_text", fail)
+    token_cache.save("k" * 64, got, tok)
+    monkeypatch.undo()
+    assert not cache.exists() or list(cache.iterdir()) == []
+
+
+def test_only_the_most_recently_used_entries_are_kept(tmp_path, cache, monkeypatch):
+    import os
+
+    monkeypatch.setattr(token_cache, "KEEP", 2)
+    got = token_cache.Tokenised([{"ids": [1, 2], "labels": [2, -100]}], 0, [], 0, vocab_size=10, stop_id=None)
+    tok = tmp_path / "tokdir"
+    tok.mkdir()
+    (tok / "tokenizer.json").write_text("{}")
+    for i, name in enumerate(("a" * 64, "b" * 64, "c" * 64)):
+        token_cache.save(name, got, tok)
+        os.utime(cache / name, (1000 + i, 1000 + i))
+    assert token_cache.load("a" * 64, tmp_path / "t") is None  # the oldest went when the third came
+    assert token_cache.load("b" * 64, tmp_path / "t") is not None  # now the most recently used
+    token_cache.save("d" * 64, got, tok)
+    assert sorted(p.name[0] for p in cache.iterdir()) == ["b", "d"]
