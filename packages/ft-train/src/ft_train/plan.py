@@ -169,6 +169,7 @@ def model_shape(model_path: str, vocab_size: int):
     import torch
     import transformers
 
+    transformers.logging.set_verbosity_error()  # the terminal shows ft-train's lines only
     config = transformers.AutoConfig.from_pretrained(model_path)
     config.vocab_size = max(config.vocab_size, vocab_size)  # as tokens.resize_embeddings grows it
     with torch.device("meta"):
