@@ -11,7 +11,7 @@ import pytest
 from ft_train import token_cache
 from ft_train.config import TrainConfig
 from ft_train.driver import prepare
-from train_support import viggo_records, write_jsonl
+from train_support import ft_train, viggo_records, write_jsonl
 
 
 @pytest.fixture
@@ -119,3 +119,17 @@ def test_only_the_most_recently_used_entries_are_kept(tmp_path, cache, monkeypat
     assert token_cache.load("b" * 64, tmp_path / "t") is not None  # now the most recently used
     token_cache.save("d" * 64, got, tok)
     assert sorted(p.name[0] for p in cache.iterdir()) == ["b", "d"]
+
+
+def test_a_cache_hit_keeps_the_terminal_to_ft_trains_lines(tmp_path, tiny_model, viggo_files):
+    """On a hit the driver loads no tokenizer; what else imports transformers must stay as quiet."""
+    import os
+
+    env = {**os.environ, "FT_CACHE": str(tmp_path / "cache")}
+    args = ["-m", tiny_model, "--train", viggo_files["train"], "--valid", viggo_files["valid"], "--device", "cpu",
+            "--dry-run"]
+    runs = [ft_train([*args, "-o", tmp_path / name], tmp_path, env=env) for name in ("a", "b")]
+    assert [r.returncode for r in runs] == [0, 0], runs[1].stderr
+    assert len(list((tmp_path / "cache" / "tokens").iterdir())) == 1
+    assert runs[1].stderr == runs[0].stderr and runs[1].stdout == runs[0].stdout
+    assert all(line.startswith("ft-train: ") for line in runs[1].stderr.splitlines()), runs[1].stderr
