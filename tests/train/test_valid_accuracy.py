@@ -175,12 +175,12 @@ def test_default_max_new_tokens(stop_model, shared_data):
 # ---------------------------------------------------------------- ranks (gloo, synced like ZeRO-3)
 
 
-def _rank_main(rank: int, world: int, port: int, model_dir: str, records: list, out_dir: str) -> None:
+def _rank_main(rank: int, world: int, rendezvous: str, model_dir: str, records: list, out_dir: str) -> None:
     import json
 
     import torch.distributed as dist
 
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
     try:
         model, tokenizer = load(Path(model_dir))
         if rank == 1:  # a rank whose sequences stop at once still steps with the other (synced_gpus)
@@ -204,15 +204,13 @@ class _EmptyChecker:
 
 def test_ranks_sum_their_counts_and_step_together(stop_model, shared_data, tmp_path):
     import json
-    import socket
 
     import torch.multiprocessing as mp
 
     records = prep_records(shared_data, 7)  # 4 + 3: rank 1 runs one filler, not counted
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_rank_main, args=(2, port, str(stop_model), records, str(tmp_path)), nprocs=2, join=True)
+    # A file rendezvous: a port picked here could be taken before the ranks bind it (a flaky failure).
+    rendezvous = str(tmp_path / "rendezvous")
+    mp.spawn(_rank_main, args=(2, rendezvous, str(stop_model), records, str(tmp_path)), nprocs=2, join=True)
     results = [json.loads((tmp_path / f"rank{k}.json").read_text()) for k in range(2)]
     model, tokenizer = load(stop_model)
     rank0 = va.complete(model, tokenizer, [r["prompt"] for r in records[0::2]],
