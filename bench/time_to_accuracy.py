@@ -13,7 +13,9 @@ the validation passes); wall_s is ft-train's command, start to exit.
     python bench/time_to_accuracy.py --data .carry/data --model M.gguf --runs viggo-plain,viggo-old \
         --out results/bench/time_to_accuracy.json --work /tmp/tta
 
-The record files are scripts/make_gpu_data.sh's. `--list` prints the runs.
+The record files are scripts/make_gpu_data.sh's. `--list` prints the runs. `--engines hf,vllm`
+also serves each best checkpoint with both engines (float32 by default) on the first validation
+file and records each one's seconds and accuracy and the share of records with the same verdict.
 """
 
 from __future__ import annotations
@@ -141,10 +143,40 @@ def run(name: str, args, gpu: str) -> dict:
                             "--summary", str(summary)], check=True)
             s = json.loads(summary.read_text())
             entry.update({"valid_accuracy": s["accuracy"], "n_valid": s["n"], "valid_file": part})
+    if args.engines:
+        entry["engines"] = compare_engines(name, out / "best", data / f"{evals[0]}.jsonl", max_new, score_args, args)
     for f in ("ft-train.json", "metrics.jsonl", "curve.png", "ft-train.log"):
         if (out / f).exists():
             subprocess.run(["cp", str(out / f), str(work / f"{name}.{f}")], check=False)
     return entry
+
+
+def compare_engines(name: str, checkpoint: Path, records: Path, max_new: int, score_args: list, args) -> dict:
+    """The best checkpoint served by each of --engines in --engine-dtype on the first validation
+    file: seconds, accuracy, and against the first engine how many records get the same verdict
+    (`ft-score compare`: both right or both wrong). A failed engine is recorded, not fatal."""
+    work, results, first = Path(args.work), {}, None
+    for engine in args.engines.split(","):
+        comp = work / f"{name}.{records.stem}.{engine}-{args.engine_dtype}.jsonl"
+        scored = comp.with_suffix(".scored.jsonl")
+        t0 = time.time()
+        rc = subprocess.run(["ft-infer", "-q", "--engine", engine, "--dtype", args.engine_dtype, "-m", str(checkpoint),
+                             str(records), "-o", str(comp), "--max-new-tokens", str(max_new)]).returncode
+        got = {"rc": rc, "infer_s": round(time.time() - t0, 1)}
+        if rc == 0:
+            summary = comp.with_suffix(".summary.json")
+            subprocess.run(["ft-score", *score_args, str(comp), "-q", "-o", str(scored), "--summary", str(summary)],
+                           check=True)
+            got["accuracy"] = json.loads(summary.read_text())["accuracy"]
+            if first is None:
+                first = scored
+            else:
+                cmp = json.loads(subprocess.run(["ft-score", "compare", str(first), str(scored), "--json", "-q"],
+                                                capture_output=True, text=True, check=True).stdout)
+                got["same_verdicts"] = round(cmp["ties"] / max(cmp["shared"], 1), 4)
+                got["vs"] = first.name
+        results[engine] = got
+    return results
 
 
 def table(results: list[dict]) -> str:
@@ -175,6 +207,9 @@ def main() -> None:
     ap.add_argument("--work", default="runs/tta")
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--record", default="", help="runs whose ft-train runs on a pty under `script`: WORK/RUN.terminal.txt")
+    ap.add_argument("--engines", default="", help="also serve each run's best checkpoint with these ft-infer engines "
+                    "(e.g. hf,vllm) in --engine-dtype and compare their verdicts with the first's")
+    ap.add_argument("--engine-dtype", default="float32")
     ap.add_argument("extra", nargs="*", help="ft-train flags added to every run (after --)")
     ap.add_argument("--table", action="store_true", help="print --out's runs as a Markdown table, run nothing")
     args = ap.parse_args()

@@ -10,6 +10,8 @@
 #   EXTRA_BENCH=1 first runs bench/bench_loss.py, bench_compile.py and bench_overhead.py (about 6 minutes)
 #   GRAPHS_BENCH=1 first runs bench/bench_graphs.py (eager vs --cuda-graphs steps; GRAPHS_STEPS, default 160)
 #   RECORD=RUN[,RUN]: those runs' ft-train on a pty under `script` (RUN.terminal.txt: the user's terminal)
+#   ENGINES=hf,vllm: each run's best checkpoint also served by these engines in float32 and their verdicts
+#   compared (time_to_accuracy.py --engines); vLLM from /tmp/vstage, the pieces of vllm_stage.sh
 #   MFU=1 then runs (MFU_LEGS: a comma-separated subset of viggo,viggo-16k,long,long-16k) bench/bench_train.py at 1.5B (Qwen2.5-1.5B's config from .carry/prof/qwen, random weights;
 #   carry .carry/prof): ViGGO rows and 2,048-token rows, at the plain batch and at 16k-token batches
 set -uo pipefail
@@ -45,8 +47,12 @@ if [ -n "${GRAPHS_BENCH:-}" ]; then  # eager vs CUDA-graph steps on ViGGO's plan
 fi
 # The acceptance's wall time is with the model already de-quantized in the cache: do that first, once.
 python3 -c "import sys; from ft_common.models import resolve_model; print(resolve_model(sys.argv[1]).path)" "$model" >&2
+if [ -n "${ENGINES:-}" ] && [ -d /tmp/vstage ] && [ ! -d /tmp/vsite ]; then  # vLLM's pieces (vllm_stage.sh) copied there
+  bash tools/airgap-gpu/vllm_unstage.sh || log "vllm unstage failed"
+fi
+[ -d /tmp/vsite ] && export PYTHONPATH=/tmp/vsite:$PYTHONPATH
 [ "$runs" = none ] || timeout "${PHASE_TIMEOUT:-540}" python3 bench/time_to_accuracy.py --data .carry/data --model "$model" --runs "$runs" \
-  --out "$W/time_to_accuracy.json" --work "$W" --record "${RECORD:-}"
+  --out "$W/time_to_accuracy.json" --work "$W" --record "${RECORD:-}" ${ENGINES:+--engines "$ENGINES"}
 if [ -n "${MFU:-}" ]; then
   python3 - <<'PY' >&2
 import torch, transformers
