@@ -143,39 +143,49 @@ def run(name: str, args, gpu: str) -> dict:
                             "--summary", str(summary)], check=True)
             s = json.loads(summary.read_text())
             entry.update({"valid_accuracy": s["accuracy"], "n_valid": s["n"], "valid_file": part})
-    if args.engines:
-        entry["engines"] = compare_engines(name, out / "best", data / f"{evals[0]}.jsonl", max_new, score_args, args)
     for f in ("ft-train.json", "metrics.jsonl", "curve.png", "ft-train.log"):
         if (out / f).exists():
             subprocess.run(["cp", str(out / f), str(work / f"{name}.{f}")], check=False)
     return entry
 
 
-def compare_engines(name: str, checkpoint: Path, records: Path, max_new: int, score_args: list, args) -> dict:
-    """The best checkpoint served by each of --engines in --engine-dtype on the first validation
-    file: seconds, accuracy, and against the first engine how many records get the same verdict
-    (`ft-score compare`: both right or both wrong). A failed engine is recorded, not fatal."""
+def compare_engines(name: str, args) -> dict:
+    """Run `name`'s best checkpoint served by each of --engines in --engine-dtype on its task's first
+    validation file: seconds, accuracy, and against the first engine the share of records with the
+    same verdict (`ft-score compare`: both right or both wrong). A failed or timed-out step is
+    recorded (its rc), never fatal."""
+    task = RUNS[name][0]
+    _, _, evals, max_new, score_args = TASKS[task]
     work, results, first = Path(args.work), {}, None
+    records, checkpoint = Path(args.data) / f"{evals[0]}.jsonl", work / name / "best"
+
+    def call(cmd: list, **kw) -> subprocess.CompletedProcess | None:
+        try:
+            return subprocess.run(cmd, timeout=args.engine_timeout, **kw)
+        except subprocess.TimeoutExpired:
+            return None
+
     for engine in args.engines.split(","):
         comp = work / f"{name}.{records.stem}.{engine}-{args.engine_dtype}.jsonl"
-        scored = comp.with_suffix(".scored.jsonl")
+        scored, summary = comp.with_suffix(".scored.jsonl"), comp.with_suffix(".summary.json")
         t0 = time.time()
-        rc = subprocess.run(["ft-infer", "-q", "--engine", engine, "--dtype", args.engine_dtype, "-m", str(checkpoint),
-                             str(records), "-o", str(comp), "--max-new-tokens", str(max_new)]).returncode
-        got = {"rc": rc, "infer_s": round(time.time() - t0, 1)}
-        if rc == 0:
-            summary = comp.with_suffix(".summary.json")
-            subprocess.run(["ft-score", *score_args, str(comp), "-q", "-o", str(scored), "--summary", str(summary)],
-                           check=True)
-            got["accuracy"] = json.loads(summary.read_text())["accuracy"]
-            if first is None:
-                first = scored
-            else:
-                cmp = json.loads(subprocess.run(["ft-score", "compare", str(first), str(scored), "--json", "-q"],
-                                                capture_output=True, text=True, check=True).stdout)
-                got["same_verdicts"] = round(cmp["ties"] / max(cmp["shared"], 1), 4)
-                got["vs"] = first.name
-        results[engine] = got
+        done = call(["ft-infer", "-q", "--engine", engine, "--dtype", args.engine_dtype, "-m", str(checkpoint),
+                     str(records), "-o", str(comp), "--max-new-tokens", str(max_new)])
+        got = results[engine] = {"rc": "timeout" if done is None else done.returncode, "infer_s": round(time.time() - t0, 1)}
+        if got["rc"] != 0:
+            continue
+        done = call(["ft-score", *score_args, str(comp), "-q", "-o", str(scored), "--summary", str(summary)])
+        if done is None or done.returncode != 0:
+            got["score_rc"] = "timeout" if done is None else done.returncode
+            continue
+        got["accuracy"] = json.loads(summary.read_text())["accuracy"]
+        if first is None:
+            first = scored
+            continue
+        done = call(["ft-score", "compare", str(first), str(scored), "--json", "-q"], capture_output=True, text=True)
+        if done is not None and done.returncode == 0:
+            cmp = json.loads(done.stdout)
+            got.update({"same_verdicts": round(cmp["ties"] / max(cmp["shared"], 1), 4), "vs": first.name})
     return results
 
 
@@ -210,6 +220,7 @@ def main() -> None:
     ap.add_argument("--engines", default="", help="also serve each run's best checkpoint with these ft-infer engines "
                     "(e.g. hf,vllm) in --engine-dtype and compare their verdicts with the first's")
     ap.add_argument("--engine-dtype", default="float32")
+    ap.add_argument("--engine-timeout", type=float, default=300, help="seconds for each engine's ft-infer (and scoring)")
     ap.add_argument("extra", nargs="*", help="ft-train flags added to every run (after --)")
     ap.add_argument("--table", action="store_true", help="print --out's runs as a Markdown table, run nothing")
     args = ap.parse_args()
@@ -225,12 +236,18 @@ def main() -> None:
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.is_file() else []
     gpu = gpu_name()
-    for name in args.runs.split(","):
-        entry = run(name, args, gpu)
-        results.append(entry)
+    def write() -> None:  # after every step: a call cut short keeps what it measured
         tmp = out.with_suffix(".tmp")
         tmp.write_text(json.dumps(results, indent=1) + "\n")
         os.replace(tmp, out)
+
+    for name in args.runs.split(","):
+        entry = run(name, args, gpu)
+        results.append(entry)
+        write()
+        if args.engines and entry["rc"] == 0:
+            entry["engines"] = compare_engines(name, args)
+            write()
         print(json.dumps({k: entry.get(k) for k in ("name", "rc", "wall_s", "train_s", "optimizer_steps",
                                                      "valid_accuracy", "best_epoch")}), file=sys.stderr, flush=True)
 

@@ -5,6 +5,7 @@ short, is never used."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,8 @@ def test_any_changed_input_misses(tmp_path, cache, tiny_model, viggo_files):
     assert len(list(cache.iterdir())) == 5
 
 
-@pytest.mark.parametrize("damage", ["not json", "id", "label", "lengths", "no tokenizer"])
+@pytest.mark.parametrize("damage", ["not json", "id", "label", "lengths", "no tokenizer", "row dropped", "too long",
+                                    "infinite vocabulary", "stop id", "tokenizer edited", "nested"])
 def test_an_entry_that_does_not_read_back_is_a_miss_and_is_rewritten(tmp_path, cache, tiny_model, viggo_files, damage):
     want = _rows(_plan(tiny_model, viggo_files["train"], viggo_files["valid"], tmp_path / "a"))
     (entry,) = cache.iterdir()
@@ -77,16 +79,26 @@ def test_an_entry_that_does_not_read_back_is_a_miss_and_is_rewritten(tmp_path, c
         data["train_rows"][0][1][0] = -5
     elif damage == "lengths":
         data["train_rows"][0][1].pop()
-    else:
-        for f in (entry / "tokenizer").iterdir():
-            f.unlink()
-        (entry / "tokenizer").rmdir()
-    if damage in ("id", "label", "lengths"):
+    elif damage == "row dropped":
+        data["train_rows"].pop()
+    elif damage == "too long":
+        data["train_rows"][0] = [data["train_rows"][0][0] * 200, data["train_rows"][0][1] * 200]
+    elif damage == "stop id":
+        data["stop_id"] = -7
+    elif damage == "no tokenizer":
+        shutil.rmtree(entry / "tokenizer")
+    elif damage == "tokenizer edited":
+        (entry / "tokenizer" / "tokenizer.json").write_text("{}")
+    if damage in ("id", "label", "lengths", "row dropped", "too long", "stop id"):
         rows_file.write_text(json.dumps(data))
-    assert token_cache.load(entry.name, tmp_path / "tok") is None
+    elif damage == "infinite vocabulary":
+        rows_file.write_text(rows_file.read_text().replace(f'"vocab_size":{data["vocab_size"]}', '"vocab_size":Infinity'))
+    elif damage == "nested":
+        rows_file.write_text("[" * 100_000 + "]" * 100_000)
+    assert token_cache.load(entry.name, tmp_path / "tok", 300, 60, 128) is None
     again = _plan(tiny_model, viggo_files["train"], viggo_files["valid"], tmp_path / "b")
     assert _rows(again) == want
-    assert token_cache.load(entry.name, tmp_path / "tok2") is not None  # written anew, whole
+    assert token_cache.load(entry.name, tmp_path / "tok2", 300, 60, 128) is not None  # written anew, whole
 
 
 def test_a_write_cut_short_leaves_no_entry(tmp_path, cache, monkeypatch):
@@ -115,10 +127,14 @@ def test_only_the_most_recently_used_entries_are_kept(tmp_path, cache, monkeypat
     for i, name in enumerate(("a" * 64, "b" * 64, "c" * 64)):
         token_cache.save(name, got, tok)
         os.utime(cache / name, (1000 + i, 1000 + i))
-    assert token_cache.load("a" * 64, tmp_path / "t") is None  # the oldest went when the third came
-    assert token_cache.load("b" * 64, tmp_path / "t") is not None  # now the most recently used
+    assert token_cache.load("a" * 64, tmp_path / "t", 1, 0, 8) is None  # the oldest went when the third came
+    assert token_cache.load("b" * 64, tmp_path / "t", 1, 0, 8) is not None  # now the most recently used
+    stale, fresh = cache / ".dead-run.x", cache / ".writing-now.y"  # temporary folders: a killed run's, a live one's
+    stale.mkdir()
+    fresh.mkdir()
+    os.utime(stale, (1000, 1000))
     token_cache.save("d" * 64, got, tok)
-    assert sorted(p.name[0] for p in cache.iterdir()) == ["b", "d"]
+    assert sorted(p.name for p in cache.iterdir()) == [fresh.name, "b" * 64, "d" * 64]
 
 
 def test_a_cache_hit_keeps_the_terminal_to_ft_trains_lines(tmp_path, tiny_model, viggo_files):

@@ -64,6 +64,8 @@ def test_batched_backend_encoding_matches_the_tokenizer_call(tiny_model):
     assert _encode(tok, texts) == want
     assert any(tok.convert_tokens_to_ids(END_A) in ids for ids in want)
     assert _decode(tok, want) == tok.batch_decode(want, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    tok.backend_tokenizer.enable_truncation(max_length=4)  # as a tokenizer.json may carry: tokenizer(...) clears it
+    assert _encode(tok, texts) == want
 
 
 def test_check_rejects_a_token_that_splits(tiny_model):

@@ -47,10 +47,13 @@ if [ -n "${GRAPHS_BENCH:-}" ]; then  # eager vs CUDA-graph steps on ViGGO's plan
 fi
 # The acceptance's wall time is with the model already de-quantized in the cache: do that first, once.
 python3 -c "import sys; from ft_common.models import resolve_model; print(resolve_model(sys.argv[1]).path)" "$model" >&2
-if [ -n "${ENGINES:-}" ] && [ -d /tmp/vstage ] && [ ! -d /tmp/vsite ]; then  # vLLM's pieces (vllm_stage.sh) copied there
-  bash tools/airgap-gpu/vllm_unstage.sh || log "vllm unstage failed"
+if [ -n "${ENGINES:-}" ] && [ -d /tmp/vstage ]; then  # vLLM's pieces (vllm_stage.sh) copied there
+  if [ ! -e /tmp/vsite.done ]; then
+    rm -rf /tmp/vsite && bash tools/airgap-gpu/vllm_unstage.sh && touch /tmp/vsite.done || log "vllm unstage failed"
+  fi
+  # vLLM's wheels on the path only for the phases that serve with it
+  [ -e /tmp/vsite.done ] && export PYTHONPATH=/tmp/vsite:$PYTHONPATH
 fi
-[ -d /tmp/vsite ] && export PYTHONPATH=/tmp/vsite:$PYTHONPATH
 [ "$runs" = none ] || timeout "${PHASE_TIMEOUT:-540}" python3 bench/time_to_accuracy.py --data .carry/data --model "$model" --runs "$runs" \
   --out "$W/time_to_accuracy.json" --work "$W" --record "${RECORD:-}" ${ENGINES:+--engines "$ENGINES"}
 if [ -n "${MFU:-}" ]; then

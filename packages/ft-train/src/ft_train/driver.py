@@ -115,7 +115,7 @@ def prepare(cfg: TrainConfig, marks: dict | None = None) -> Prepared:
     tok_dir = out / ".work" / "tokenizer"
     cache_key = token_cache.key(resolved.path, train, valid, special, cfg.stop, cfg.ctx_len, cfg.loss_on,
                                 None if cfg.valid else (cfg.seed, cfg.valid_fraction))
-    tokenised = token_cache.load(cache_key, tok_dir)
+    tokenised = token_cache.load(cache_key, tok_dir, len(train.records), len(valid.records), cfg.ctx_len)
     if tokenised is None:
         tokenised = _tokenise(cfg, resolved.path, train, valid, tok_dir)
         token_cache.save(cache_key, tokenised, tok_dir)

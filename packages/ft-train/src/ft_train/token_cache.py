@@ -4,10 +4,14 @@ length and loss mask finds them there and skips loading the tokenizer, checking 
 tokens and tokenising (`ft-train --dry-run` on the CPU machine, SmolLM2, 20,000 SQL records:
 8.4 s -> 5.4 s from the command to its plan).
 
-KEY is a sha256 of all of that, so an edit to any input is a miss, never a stale hit. The entry is
-JSON and plain tokenizer files, written to a temporary folder and renamed whole, so a run killed
-while writing leaves no entry; one that does not read back as well-formed rows of ids below its
-vocabulary size counts as a miss (the run tokenises again and writes it anew).
+KEY is a sha256 of all of that, and of the versions of the code that tokenises (transformers,
+tokenizers, ft-train's tokens.py and data.py), so a change to any input is a miss, never a stale
+hit. An entry is JSON and plain tokenizer files, written to a temporary folder and renamed whole;
+it is used only if it reads back whole: one row per record, each of 0 to ctx_len ids and labels
+inside the vocabulary, the tokenizer files with the sha256 recorded beside them. Anything else
+(a damaged or hand-edited entry, one deleted while being read) is a miss: the run tokenises again
+and writes the entry anew. Old entries are renamed aside before they are deleted, so a reader never
+sees half of one.
 """
 
 from __future__ import annotations
@@ -17,18 +21,20 @@ import json
 import os
 import shutil
 import tempfile
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from ft_common.models import cache_root, file_sha256
+from ft_common.models import WEIGHT_SUFFIXES, cache_root, file_sha256
 
+from ft_train import data as data_module
+from ft_train import tokens as tokens_module
 from ft_train.data import IGNORE, DataFile
 
-VERSION = 1  # of the entry's layout and of what tokenize_records makes: a change is a new key
+VERSION = 1  # of the entry's layout
 KEEP = 16  # entries kept, the most recently used (20,000 SQL records take 19 MB)
-# A tokenizer's own files in a model folder (transformers' names); weights and configs are not read.
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                   "vocab.json", "merges.txt", "tokenizer.model", "chat_template.jinja", "chat_template.json")
+STALE_S = 3600  # a temporary folder this old was left by a run that died while writing
 
 
 @dataclass(frozen=True)
@@ -46,13 +52,20 @@ class Tokenised:
 
 def key(model_dir: str, train: DataFile, valid: DataFile, special: list[str], stop: str | None,
         ctx_len: int, loss_on: str, held_out: tuple | None) -> str:
-    """The entry's name. `held_out`: (seed, fraction) when the validation records were cut from
-    the training file (its sha256 is then the training file's)."""
+    """The entry's name. Every file of the model folder but its weights counts (tokenizer files,
+    and config.json, which can choose the tokenizer's class). `held_out`: (seed, fraction) when
+    the validation records were cut from the training file (its sha256 is then the training file's)."""
+    import tokenizers
+    import transformers
+
     folder = Path(model_dir)
-    files = {name: file_sha256(folder / name) for name in TOKENIZER_FILES if (folder / name).is_file()}
-    what = {"version": VERSION, "tokenizer": files, "train": [train.sha256, len(train.records)],
+    files = {p.name: file_sha256(p) for p in sorted(folder.iterdir())
+             if p.is_file() and p.suffix not in WEIGHT_SUFFIXES and not p.name.startswith(".")}
+    code = hashlib.sha256(Path(tokens_module.__file__).read_bytes() + Path(data_module.__file__).read_bytes())
+    what = {"version": VERSION, "model_files": files, "train": [train.sha256, len(train.records)],
             "valid": [valid.sha256, len(valid.records)], "held_out": held_out, "special": special,
-            "stop": stop, "ctx_len": ctx_len, "loss_on": loss_on}
+            "stop": stop, "ctx_len": ctx_len, "loss_on": loss_on, "code": code.hexdigest(),
+            "libraries": [transformers.__version__, tokenizers.__version__]}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
 
@@ -60,38 +73,43 @@ def entry(name: str) -> Path:
     return cache_root() / "tokens" / name
 
 
-def load(name: str, tokenizer_dir: Path) -> Tokenised | None:
-    """The entry, its tokenizer copied to `tokenizer_dir`; None when there is none or it is not
-    well formed."""
+def load(name: str, tokenizer_dir: Path, n_train: int, n_valid: int, ctx_len: int) -> Tokenised | None:
+    """The entry for `n_train` training and `n_valid` validation records, its tokenizer copied to
+    `tokenizer_dir`; None when there is none or it does not read back whole."""
     folder = entry(name)
     try:
-        data = json.loads((folder / "rows.json").read_text())
-        got = Tokenised(
-            train_rows=_rows(data["train_rows"], data["vocab_size"]), truncated=int(data["truncated"]),
-            valid_rows=_rows(data["valid_rows"], data["vocab_size"]), valid_truncated=int(data["valid_truncated"]),
-            vocab_size=int(data["vocab_size"]), stop_id=None if data["stop_id"] is None else int(data["stop_id"]))
+        got = _read(json.loads((folder / "rows.json").read_text()), n_train, n_valid, ctx_len)
+        files = json.loads((folder / "files.json").read_text())
         shutil.rmtree(tokenizer_dir, ignore_errors=True)
         shutil.copytree(folder / "tokenizer", tokenizer_dir)
-        os.utime(folder)  # recently used: the last to be pruned
-    except (OSError, ValueError, KeyError, TypeError):
+        copied = {p.name: file_sha256(p) for p in Path(tokenizer_dir).iterdir()}
+        if not files or copied != files:
+            return None
+    except Exception:  # noqa: BLE001 - whatever is wrong with an entry, it is a miss
         return None
+    try:
+        os.utime(folder)  # recently used: the last to be pruned
+    except OSError:
+        pass
     return got
 
 
 def save(name: str, got: Tokenised, tokenizer_dir: Path) -> None:
     """Write the entry, whole or not at all; a cache that cannot be written is no error."""
     folder = entry(name)
-    shutil.rmtree(folder, ignore_errors=True)  # one that did not load (else this run would not be here)
     tmp = None
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{name[:16]}.", dir=folder.parent))
         shutil.copytree(tokenizer_dir, tmp / "tokenizer")
+        files = {p.name: file_sha256(p) for p in (tmp / "tokenizer").iterdir()}
         rows = {"train_rows": [[r["ids"], r["labels"]] for r in got.train_rows], "truncated": got.truncated,
                 "valid_rows": [[r["ids"], r["labels"]] for r in got.valid_rows],
                 "valid_truncated": got.valid_truncated, "vocab_size": got.vocab_size, "stop_id": got.stop_id}
         (tmp / "rows.json").write_text(json.dumps(rows, separators=(",", ":")))
-        os.replace(tmp, folder)
+        (tmp / "files.json").write_text(json.dumps(files))
+        _remove(folder)  # one that did not read back (else this run would not be here)
+        os.replace(tmp, folder)  # fails if another run has just written it: theirs stays
         tmp = None
         _prune(folder.parent)
     except OSError:
@@ -101,23 +119,65 @@ def save(name: str, got: Tokenised, tokenizer_dir: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _remove(folder: Path) -> None:
+    """Rename aside, then delete: a run reading it meanwhile sees all of it or none."""
+    aside = folder.with_name(f".old.{uuid.uuid4().hex}")
+    try:
+        os.rename(folder, aside)
+    except OSError:
+        return
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 def _prune(root: Path) -> None:
-    """Keep the KEEP most recently used entries (a temporary folder of a run still writing is left)."""
-    entries = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                     key=lambda p: p.stat().st_mtime, reverse=True)
+    """Keep the KEEP most recently used entries; remove temporary folders older than STALE_S."""
+    now = time.time()
+    entries = []
+    for p in root.iterdir():
+        if not p.is_dir():
+            continue
+        if p.name.startswith("."):
+            if now - p.stat().st_mtime > STALE_S:
+                shutil.rmtree(p, ignore_errors=True)
+            continue
+        entries.append(p)
+    entries.sort(key=lambda p: p.stat().st_mtime, reverse=True)
     for old in entries[KEEP:]:
-        shutil.rmtree(old, ignore_errors=True)
+        _remove(old)
 
 
-def _rows(pairs, vocab_size: int) -> list[dict]:
-    """[[ids, labels], ...] back to rows, checked: ints, equal lengths, ids and labels in the vocabulary."""
+def _read(data: dict, n_train: int, n_valid: int, ctx_len: int) -> Tokenised:
+    """rows.json back to a Tokenised, checked; ValueError where anything is off."""
+    vocab = data["vocab_size"]
+    stop_id = data["stop_id"]
+    counts = (data["truncated"], data["valid_truncated"])
+    if not _int(vocab) or vocab < 1 or not all(_int(c) and c >= 0 for c in counts):
+        raise ValueError("sizes")
+    if stop_id is not None and not (_int(stop_id) and 0 <= stop_id < vocab):
+        raise ValueError("stop id")
+    train = _rows(data["train_rows"], vocab, ctx_len)
+    valid = _rows(data["valid_rows"], vocab, ctx_len)
+    if len(train) != n_train or len(valid) != n_valid or counts[0] > n_train or counts[1] > n_valid:
+        raise ValueError("row counts")
+    return Tokenised(train, counts[0], valid, counts[1], vocab, stop_id)
+
+
+def _rows(pairs, vocab_size: int, ctx_len: int) -> list[dict]:
+    """[[ids, labels], ...] back to rows: lists of ints of equal length, at most ctx_len, ids and
+    labels inside the vocabulary."""
+    if not isinstance(pairs, list):
+        raise ValueError("rows")
     rows = []
     for ids, labels in pairs:
-        if len(ids) != len(labels) or not ids:
+        if not isinstance(ids, list) or not isinstance(labels, list) or len(ids) != len(labels) or len(ids) > ctx_len:
             raise ValueError("row lengths")
-        if not all(type(i) is int and 0 <= i < vocab_size for i in ids):
+        if not all(_int(i) and 0 <= i < vocab_size for i in ids):
             raise ValueError("token id")
-        if not all(type(y) is int and (y == IGNORE or 0 <= y < vocab_size) for y in labels):
+        if not all(_int(y) and (y == IGNORE or 0 <= y < vocab_size) for y in labels):
             raise ValueError("label")
         rows.append({"ids": ids, "labels": labels})
     return rows
+
+
+def _int(value) -> bool:
+    return type(value) is int

@@ -85,9 +85,10 @@ def check_tokens(tokenizer, special: list[str], records: list[dict], name: str,
 
 def _encode(tokenizer, texts: list[str]) -> list[list[int]]:
     """Token ids (lists) without special tokens added. A fast tokenizer's Rust backend directly: the
-    same ids as tokenizer(texts), without its Python wrapping of each text."""
+    same ids as tokenizer(texts), without its Python wrapping of each text. Not where the backend
+    carries a truncation or padding setting (tokenizer.json may): tokenizer(...) clears it per call."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
+    if backend is None or backend.truncation is not None or backend.padding is not None:
         return [list(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     return [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
 

@@ -124,8 +124,10 @@ def _no_packed_sequences(position_ids):
 
 
 def check_finite(loss: float, step: int, epoch: int) -> None:
-    """Stop at the first log line whose training loss is NaN or infinite: every step after it would
-    train nothing and the weights are already lost (the checkpoints written before it are kept)."""
+    """Stop at the first log line (or epoch end, or state save) whose training loss is NaN or
+    infinite: every step after it would train nothing and the weights are already lost (the
+    checkpoints written before it are kept). Every rank checks the same all-reduced loss, so all
+    stop together."""
     if not math.isfinite(loss):
         raise FloatingPointError(f"the training loss is {loss} at step {step} (epoch {epoch + 1}): the weights "
                                  "diverged; try a lower --lr, or --cuda-graphs off")
@@ -289,6 +291,7 @@ class Worker:
         cfg, select_by = self.cfg, self.plan.select_by
         t0 = time.time()
         train_loss = self.train_epoch(epoch, p)
+        check_finite(train_loss, p.step, epoch)  # the steps after the last log line: before any checkpoint
         t1 = time.time()
         row = {"epoch": epoch + 1, "step": p.step, "train_loss": train_loss, "train_s": t1 - t0,
                **evaluate(self.engine, shard(self.plan.valid_batches, self.rank, self.world), cfg, self.pad_id)}
@@ -378,7 +381,9 @@ class Worker:
                 run_loss.zero_()
                 run_tokens.zero_()
             if state_due and i + 1 < len(batches):
-                self.ckpt.save_state(p.state(epoch, i + 1, all_sum(ep_loss, ep_tokens)))
+                sums = all_sum(ep_loss, ep_tokens)
+                check_finite(sums[0] / max(sums[1], 1), p.step, epoch)  # no state saved from lost weights
+                self.ckpt.save_state(p.state(epoch, i + 1, sums))
         p.batch = 0
         loss_sum, tokens = all_sum(ep_loss + run_loss, ep_tokens + run_tokens)
         return loss_sum / max(tokens, 1)
