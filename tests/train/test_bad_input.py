@@ -65,3 +65,14 @@ def test_diverged_loss_stops_in_one_line(tmp_path, tiny_model, viggo_files):
     assert "the training loss is" in last and "diverged" in last and "Traceback" not in out.stderr, out.stderr
     rows = [json.loads(line) for line in (tmp_path / "o" / "metrics.jsonl").read_text().splitlines()]
     assert not any("train_loss" in r for r in rows)  # it stopped inside the first epoch
+
+
+def test_diverged_loss_between_log_lines_stops_before_the_epoch_is_validated(tmp_path, tiny_model, viggo_files):
+    """With no log line inside the epoch, the epoch's mean loss is checked before it is validated or saved."""
+    out = ft_train(["-m", tiny_model, "--train", viggo_files["train"], "--valid", viggo_files["valid"],
+                    "-o", tmp_path / "o", "--epochs", "2", "--lr", "1e30", "--warmup", "0", "--log-every", "100000"],
+                   tmp_path)
+    assert out.returncode == 1, out.stderr
+    assert "the training loss is" in out.stderr.strip().splitlines()[-1] and "epoch 1/2" not in out.stderr
+    rows = [json.loads(line) for line in (tmp_path / "o" / "metrics.jsonl").read_text().splitlines()]
+    assert not any("train_loss" in r for r in rows)  # epoch 1 was neither validated nor kept
