@@ -35,6 +35,7 @@ from ft_train.data import IGNORE, DataFile
 VERSION = 1  # of the entry's layout
 KEEP = 16  # entries kept, the most recently used (20,000 SQL records take 19 MB)
 STALE_S = 3600  # a temporary folder this old was left by a run that died while writing
+SMALL_FILE = 64 << 20  # model files up to this size count in the key (tokenizers; other formats' weights do not)
 
 
 @dataclass(frozen=True)
@@ -53,14 +54,15 @@ class Tokenised:
 def key(model_dir: str, train: DataFile, valid: DataFile, special: list[str], stop: str | None,
         ctx_len: int, loss_on: str, held_out: tuple | None) -> str:
     """The entry's name. Every file of the model folder but its weights counts (tokenizer files,
-    and config.json, which can choose the tokenizer's class). `held_out`: (seed, fraction) when
+    and config.json, which can choose the tokenizer's class; files over SMALL_FILE are weights). `held_out`: (seed, fraction) when
     the validation records were cut from the training file (its sha256 is then the training file's)."""
     import tokenizers
     import transformers
 
     folder = Path(model_dir)
     files = {p.name: file_sha256(p) for p in sorted(folder.iterdir())
-             if p.is_file() and p.suffix not in WEIGHT_SUFFIXES and not p.name.startswith(".")}
+             if p.is_file() and p.suffix not in WEIGHT_SUFFIXES and not p.name.startswith(".")
+             and p.stat().st_size <= SMALL_FILE}
     code = hashlib.sha256(Path(tokens_module.__file__).read_bytes() + Path(data_module.__file__).read_bytes())
     what = {"version": VERSION, "model_files": files, "train": [train.sha256, len(train.records)],
             "valid": [valid.sha256, len(valid.records)], "held_out": held_out, "special": special,
