@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -25,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "train")]  # tiny_model, train_support
 
 from bench_train import FT_TRAIN  # noqa: E402 (bench/ is the script's folder: on sys.path)
+from ft_common.models import cache_root  # noqa: E402
 
 KEYS = ("wall_s", "start_to_first_step_s", "train_s", "last_step_to_exit_s")
 
@@ -62,6 +64,9 @@ def main() -> None:
                     help="extra ft-train flags (the default: the figures in docs/benchmarks.md)")
     ap.add_argument("--data", help="a folder with viggo-train.jsonl and viggo-valid.jsonl (ft-prep's records; "
                                    "default: made from ../shared/data)")
+    ap.add_argument("--token-cache", default="cold", choices=["cold", "warm"],
+                    help="cold: every run tokenises (its entry in $FT_CACHE/tokens removed first, as before the "
+                         "cache); warm: a first, unmeasured run fills it and every measured run finds it")
     ap.add_argument("--out", help="write the runs as JSON here")
     a = ap.parse_args()
 
@@ -77,8 +82,15 @@ def main() -> None:
     valid = write_jsonl(work / "valid.jsonl", viggo(a.data, "valid", max(1, a.rows // 5)))
     launches = a.launch.split(",")
     runs: dict[str, list[dict]] = {x: [] for x in launches}
+    tokens = cache_root() / "tokens"
+    before = set(tokens.iterdir()) if tokens.is_dir() else set()
+    if a.token_cache == "warm":
+        one_run(model, train, valid, work / "warm-up", launches[0], a.device, a.ft_args.split())
     for i in range(a.runs):
         for launch in launches:
+            if a.token_cache == "cold":  # this bench's own entries only: a user's others stay
+                for entry in (set(tokens.iterdir()) - before) if tokens.is_dir() else ():
+                    shutil.rmtree(entry, ignore_errors=True)
             r = one_run(model, train, valid, work / f"{launch}-{i}", launch, a.device, a.ft_args.split())
             runs[launch].append(r)
             print(f"{launch:6} run {i + 1}: " + ", ".join(f"{k} {r[k]:.2f}" for k in KEYS), file=sys.stderr)
@@ -89,7 +101,8 @@ def main() -> None:
         print(f"| {launch} | {' | '.join(cells)} |")
     if a.out:
         Path(a.out).write_text(json.dumps({"model": a.model or "tiny", "device": a.device, "ft_args": a.ft_args,
-                                           "rows": a.rows, "runs": runs}, indent=1) + "\n")
+                                           "rows": a.rows, "token_cache": a.token_cache, "runs": runs},
+                                          indent=1) + "\n")
 
 
 if __name__ == "__main__":
