@@ -99,7 +99,8 @@ def test_timing(run):
     expected = ["imported", "data_read", "model_resolved", "tokenized", "prepare", "ray_init", "worker_start",
                 "workers_ready", "first_step", "last_epoch_end", "checkpoint_written", "fit_returned", "ray_shutdown",
                 "exit"]
-    assert list(phases) == expected, phases  # the marks, in the order they happen
+    # the marks, in the order they happen (a repeat run also marks when its tokens came from the cache)
+    assert [p for p in phases if p != "token_cache_hit"] == expected, phases
     assert all(v >= 0 for v in phases.values())
     assert t["start_to_first_step_s"] == phases["first_step"] > 0
     assert t["last_step_to_exit_s"] == pytest.approx(phases["exit"] - phases["last_epoch_end"], abs=1e-3)

@@ -21,10 +21,10 @@ def cache(tmp_path, monkeypatch) -> Path:
     return tmp_path / "cache" / "tokens"
 
 
-def _plan(model, train, valid, out, **kw):
+def _plan(model, train, valid, out, marks=None, **kw):
     cfg = TrainConfig(model=str(model), train=str(train), valid=str(valid) if valid else None, out_dir=str(out),
                       **{"epochs": 1, "ctx_len": 128, "device": "cpu", "quiet": True, **kw})
-    return prepare(cfg).plan
+    return prepare(cfg, marks).plan
 
 
 def _rows(plan) -> list:
@@ -41,10 +41,13 @@ def _no_tokenizer(monkeypatch):
 
 
 def test_a_repeat_run_skips_the_tokenizer_and_gets_the_same_plan(tmp_path, cache, tiny_model, viggo_files, monkeypatch):
-    first = _plan(tiny_model, viggo_files["train"], viggo_files["valid"], tmp_path / "a")
+    first_marks, again_marks = {}, {}
+    first = _plan(tiny_model, viggo_files["train"], viggo_files["valid"], tmp_path / "a", first_marks)
     assert len(list(cache.iterdir())) == 1
     _no_tokenizer(monkeypatch)
-    again = _plan(tiny_model, viggo_files["train"], viggo_files["valid"], tmp_path / "b")
+    again = _plan(tiny_model, viggo_files["train"], viggo_files["valid"], tmp_path / "b", again_marks)
+    # the manifest's timing says which run's tokens came from the cache
+    assert "token_cache_hit" not in first_marks and "token_cache_hit" in again_marks
     assert _rows(again) == _rows(first) and again.valid_batches == first.valid_batches
     assert (again.stop_id, again.data, again.recipe) == (first.stop_id, first.data, first.recipe)
     saved = sorted(p.name for p in Path(first.tokenizer_dir).iterdir())

@@ -119,6 +119,8 @@ def prepare(cfg: TrainConfig, marks: dict | None = None) -> Prepared:
     if tokenised is None:
         tokenised = _tokenise(cfg, resolved.path, train, valid, tok_dir)
         token_cache.save(cache_key, tokenised, tok_dir)
+    else:  # the timing's phases say when a run's tokens came from the cache (a repeat run's seconds)
+        marks["token_cache_hit"] = time.time()
     marks["tokenized"] = time.time()
     train_rows, truncated = tokenised.train_rows, tokenised.truncated
     valid_rows, v_truncated = tokenised.valid_rows, tokenised.valid_truncated

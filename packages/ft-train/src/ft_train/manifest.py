@@ -15,7 +15,8 @@
                            "prepare": ..., "ray_init": ..., ..., "exit": ...}}}
 
 "timing" is in OUT_DIR/ft-train.json only: the driver adds it once the workers are done (the
-copies inside the checkpoints are written before the run ends).
+copies inside the checkpoints are written before the run ends). A run whose tokens came from the
+token cache (ft_train/token_cache.py) also has a "token_cache_hit" phase.
 
 When -m is itself an ft checkpoint (two-stage training, MathQA then GSM8K),
 its manifest's lineage plus its own run become this run's lineage.
