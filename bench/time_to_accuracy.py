@@ -67,6 +67,9 @@ RUNS = {
     "gsm8k-tuned": ("gsm8k", ["--epochs", "3", "--lr", "1e-4", "--batch-size", "32", "--warmup", "0.03",
                               "--select-by", "ppl"]),
     "gsm8k-lr1e-5": ("gsm8k", ["--lr", "1e-5"]),  # 2026-12-05: at 1.5B the plain lr (2.9e-5) fell below 8-shot
+    "gsm8k-lr5e-6": ("gsm8k", ["--lr", "5e-6"]),
+    "sql-lr1e-5": ("sql", ["--lr", "1e-5"]),
+    "viggo-lr1e-5": ("viggo", ["--lr", "1e-5"]),
     "gsm8k-two-stage": ("gsm8k", []),  # the case study's MathQA -> GSM8K, both stages the plain command
 }
 
