@@ -19,21 +19,31 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
-TITLE = "Fine-tuned (blue) vs prompted (grey): SmolLM2-135M, Qwen2.5-Coder 0.5B and 1.5B, one H200"
+TITLE = "Fine-tuned (blue) vs prompted (grey): SmolLM2-135M, Qwen2.5-Coder 0.5B and 1.5B, one H200 or H100"
 SMOL, Q05, Q15 = "SmolLM2-135M-Instruct", "Qwen2.5-Coder-0.5B-Instruct (AWQ GGUF)", "Qwen2.5-Coder-1.5B-Instruct"
 BASE = "qwen1.5b"  # its few-shot run is every table's baseline; each fine-tuned model's own is another
 SQL = [("ft-smollm2", SMOL, "fine-tuned"), ("fewshot-smollm2", SMOL, "few-shot"), ("fewshot-qwen1.5b", Q15, "few-shot"),
        ("ft-qwen0.5b", Q05, "fine-tuned"), ("fewshot-qwen0.5b", Q05, "few-shot"), ("ft-qwen1.5b", Q15, "fine-tuned"),
-       ("ft-qwen0.5b-plain", Q05, "fine-tuned, plain command"), ("ft-qwen1.5b-plain", Q15, "fine-tuned, plain command")]
+       ("ft-qwen0.5b-plain", Q05, "fine-tuned, plain command (lr 6.3e-5, the rule before)"),
+       ("ft-qwen1.5b-plain", Q15, "fine-tuned, plain command (lr 2.9e-5, the rule before)"),
+       ("ft-qwen1.5b-epochs2", Q15, "fine-tuned, lr 2.9e-5, --epochs 2"),
+       ("ft-qwen1.5b-lr1e-5", Q15, "fine-tuned, plain command (lr 1e-5)")]
 TABLES = {  # (task, part: a suffix of the run names) -> [(run name, model, method)]
     ("viggo", ""): [("ft-smollm2", SMOL, "fine-tuned (ft-train)"), ("fewshot-smollm2", SMOL, "9-shot prompt"),
                     ("fewshot-qwen1.5b", Q15, "9-shot prompt"), ("ft-qwen0.5b", Q05, "fine-tuned (ft-train)"),
-                    ("fewshot-qwen0.5b", Q05, "9-shot prompt"), ("ft-qwen1.5b-plain", Q15, "fine-tuned, plain command")],
+                    ("fewshot-qwen0.5b", Q05, "9-shot prompt"),
+                    ("ft-qwen1.5b-plain", Q15, "fine-tuned, plain command (lr 2.9e-5, the rule before)"),
+                    ("ft-qwen1.5b-epochs6", Q15, "fine-tuned, lr 2.9e-5, --epochs 6"),
+                    ("ft-qwen1.5b-lr1e-5", Q15, "fine-tuned, plain command (lr 1e-5)")],
     ("sql", "spider"): SQL,
     ("sql", "wikisql"): SQL,
     ("gsm8k", ""): [("ft-smollm2", SMOL, "fine-tuned on GSM8K"), ("two-stage-smollm2", SMOL, "two-stage: MathQA, then GSM8K"),
                     ("fewshot-smollm2", SMOL, "8-shot CoT prompt"), ("fewshot-qwen1.5b", Q15, "8-shot CoT prompt"),
-                    ("ft-qwen1.5b", Q15, "fine-tuned on GSM8K"), ("ft-qwen1.5b-plain", Q15, "fine-tuned, plain command")],
+                    ("ft-qwen1.5b", Q15, "fine-tuned on GSM8K"),
+                    ("ft-qwen1.5b-plain", Q15, "fine-tuned, plain command (lr 2.9e-5, the rule before)"),
+                    ("two-stage-qwen1.5b", Q15, "two-stage: MathQA, then GSM8K (lr 2.9e-5)"),
+                    ("ft-qwen1.5b-lr1e-5", Q15, "fine-tuned, plain command (lr 1e-5)"),
+                    ("ft-qwen1.5b-lr5e-6", Q15, "fine-tuned, --lr 5e-6")],
 }
 
 
