@@ -5,7 +5,7 @@ runs in the docs' order and their model and method names. A run is its scored re
 `vs MODEL` column (points of accuracy, paired McNemar p) per prompted baseline with scored records:
 the 1.5B few-shot run, and each fine-tuned model's own few-shot run. SQL gets a table per part (a
 Spider run shares no ids with a WikiSQL baseline), so `ft-score report` runs once per table, and
-once more on all the runs for the chart.
+once more on the runs for the chart (all but NOT_CHARTED's ablations).
 
     .venv/bin/python scripts/results_report.py > /tmp/tables.md   # also writes docs/results.png
 """
@@ -52,9 +52,14 @@ def model_key(run: str) -> str:
     return next(part for part in run.split("-") if part in ("smollm2", "qwen0.5b", "qwen1.5b"))
 
 
-def table_args(task: str, part: str, runs: list[tuple[str, str, str]]) -> tuple[list[str], list[str]]:
-    """One table's committed runs (paths, each with its --label) and its baselines (--against)."""
-    args, against = [], []
+# Runs in the tables but not the chart: ablations beside a plain run, which the chart would only crowd.
+NOT_CHARTED = {"ft-qwen1.5b-epochs6", "ft-qwen1.5b-epochs2"}
+
+
+def table_args(task: str, part: str, runs: list[tuple[str, str, str]]) -> tuple[list[str], list[str], list[str]]:
+    """One table's committed runs (paths, each with its --label), its baselines (--against) and the
+    runs the chart shows."""
+    args, against, charted = [], [], []
     tuned = {model_key(run) for run, _, _ in runs if not run.startswith("fewshot-")} | {BASE}
     for run, model, method in runs:
         name = f"{run}-{part}" if part else run
@@ -62,17 +67,19 @@ def table_args(task: str, part: str, runs: list[tuple[str, str, str]]) -> tuple[
         path = scored if scored.exists() else RESULTS / task / f"{name}.summary.json"
         if path.exists():  # labelled by path: run names repeat across tasks (ft-smollm2)
             args += [str(path), "--label", f"{path}={model}|{method}"]
+            if run not in NOT_CHARTED:
+                charted += [str(path), "--label", f"{path}={model}|{method}"]
             if path == scored and run.startswith("fewshot-") and model_key(run) in tuned:
                 against += ["--against", str(path)]
-    return args, against
+    return args, against, charted
 
 
 def main() -> int:
     ft_score = [str(Path(sys.executable).with_name("ft-score")), "report", "-q"]
     every, tables = [], []
     for (task, part), runs in TABLES.items():
-        args, against = table_args(task, part, runs)
-        every += args
+        args, against, charted = table_args(task, part, runs)
+        every += charted
         out = subprocess.run([*ft_score, *args, *against], stdout=subprocess.PIPE, text=True, check=True).stdout
         tables.append(out.replace(f"### {task}\n", f"### {task}: {part}\n", 1) if part else out)
     sys.stdout.write("\n".join(tables))
