@@ -161,8 +161,9 @@ def run(name: str, args, gpu: str) -> dict:
         "launch": manifest["resolved"].get("launch"),  # local: in ft-train's process; ray: a worker process
         "timing": manifest.get("timing"),
         "peak_mem_gb": max((m.get("peak_mem_gb", 0) for m in read_jsonl(out / "metrics.jsonl")), default=None),
+        # the first window of steps left out (shapes captured, kernels tuned), as is step 1's line
         "tokens_per_s_median": median([m["tokens_per_s"] for m in read_jsonl(out / "metrics.jsonl")
-                                       if "tokens_per_s" in m][1:]),
+                                       if "tokens_per_s" in m and m["step"] > 1][1:]),
         "per_epoch": [{k: e.get(k) for k in ("epoch", "train_s", "eval_s", "val_ppl", "val_accuracy", "val_n",
                                              "val_gen_s")}
                       for e in manifest["epochs"]],
