@@ -68,7 +68,8 @@ def test_any_changed_input_misses(tmp_path, cache, tiny_model, viggo_files):
 
 
 @pytest.mark.parametrize("damage", ["not json", "id", "label", "lengths", "no tokenizer", "row dropped", "too long",
-                                    "infinite vocabulary", "stop id", "tokenizer edited", "nested"])
+                                    "infinite vocabulary", "stop id", "tokenizer edited", "nested", "bool id",
+                                    "float label"])
 def test_an_entry_that_does_not_read_back_is_a_miss_and_is_rewritten(tmp_path, cache, tiny_model, viggo_files, damage):
     want = _rows(_plan(tiny_model, viggo_files["train"], viggo_files["valid"], tmp_path / "a"))
     (entry,) = cache.iterdir()
@@ -80,6 +81,10 @@ def test_an_entry_that_does_not_read_back_is_a_miss_and_is_rewritten(tmp_path, c
         data["train_rows"][0][0][0] = data["vocab_size"]  # one past the vocabulary
     elif damage == "label":
         data["train_rows"][0][1][0] = -5
+    elif damage == "bool id":
+        data["train_rows"][0][0][0] = True  # == 1, but not an int
+    elif damage == "float label":
+        data["train_rows"][0][1][-2] = 1.0
     elif damage == "lengths":
         data["train_rows"][0][1].pop()
     elif damage == "row dropped":
@@ -92,7 +97,7 @@ def test_an_entry_that_does_not_read_back_is_a_miss_and_is_rewritten(tmp_path, c
         shutil.rmtree(entry / "tokenizer")
     elif damage == "tokenizer edited":
         (entry / "tokenizer" / "tokenizer.json").write_text("{}")
-    if damage in ("id", "label", "lengths", "row dropped", "too long", "stop id"):
+    if damage in ("id", "label", "lengths", "row dropped", "too long", "stop id", "bool id", "float label"):
         rows_file.write_text(json.dumps(data))
     elif damage == "infinite vocabulary":
         rows_file.write_text(rows_file.read_text().replace(f'"vocab_size":{data["vocab_size"]}', '"vocab_size":Infinity'))
