@@ -9,14 +9,9 @@ refer to the same row dicts, which pickle stores once.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-
-from ft_common.atomic import atomic_write
-from ft_common.models import cache_root
 
 from ft_train.config import TrainConfig
 from ft_train.data import make_batches, rows_per_batch, shard, tokens_per_batch
@@ -168,56 +163,18 @@ def choose_zero_for(cfg: TrainConfig, config, n_params: int, gpu: bool) -> Zero:
     return Zero(stage, offload, bf16, deepspeed=stage > 0 or bool(cfg.ds_config))
 
 
-SHAPES = "shapes.json"  # in FT_CACHE: parameter counts by config, see model_shape
-SHAPES_KEEP = 64
-
-
 def model_shape(model_path: str, vocab_size: int):
     """(config, parameter count) of the model with its embeddings grown to vocab_size,
-    built on the meta device: no weights are read. The count is kept in FT_CACHE/shapes.json,
-    keyed by the config and the transformers version: building the model class took seconds
-    (its module and torch imported, the model built) and a repeat run needs neither."""
+    built on the meta device: no weights are read."""
+    import torch
     import transformers
 
     transformers.logging.set_verbosity_error()  # the terminal shows ft-train's lines only
     config = transformers.AutoConfig.from_pretrained(model_path)
     config.vocab_size = max(config.vocab_size, vocab_size)  # as tokens.resize_embeddings grows it
-    key = _shape_key(config, transformers.__version__)
-    shapes = _read_shapes()
-    if key is not None and type(shapes.get(key)) is int:
-        return config, shapes[key]
-    import torch
-
     with torch.device("meta"):
         model = transformers.AutoModelForCausalLM.from_config(config)
-    params = sum(p.numel() for p in model.parameters())
-    if key is not None:
-        _write_shapes({**{k: v for k, v in list(shapes.items())[-(SHAPES_KEEP - 1):] if k != key}, key: params})
-    return config, params
-
-
-def _shape_key(config, version: str) -> str | None:
-    try:
-        text = config.to_json_string(use_diff=False)  # every field, sorted
-    except Exception:  # noqa: BLE001 - a config that does not serialise is counted, not cached
-        return None
-    return hashlib.sha256(f"{version}\n{text}".encode()).hexdigest()
-
-
-def _read_shapes() -> dict:
-    try:
-        shapes = json.loads((cache_root() / SHAPES).read_text())
-    except (OSError, ValueError):
-        return {}
-    return shapes if isinstance(shapes, dict) else {}
-
-
-def _write_shapes(shapes: dict) -> None:
-    try:  # a cache that cannot be written is no error
-        with atomic_write(cache_root() / SHAPES) as fh:
-            fh.write(json.dumps(shapes, indent=0) + "\n")
-    except OSError:
-        pass
+    return config, sum(p.numel() for p in model.parameters())
 
 
 def worker_memory(gpu: bool) -> int:
