@@ -173,9 +173,9 @@ def _rows(pairs, vocab_size: int, ctx_len: int) -> list[dict]:
     for ids, labels in pairs:
         if not isinstance(ids, list) or not isinstance(labels, list) or len(ids) != len(labels) or len(ids) > ctx_len:
             raise ValueError("row lengths")
-        if not _within(ids, vocab_size):
+        if not all(_int(i) and 0 <= i < vocab_size for i in ids):
             raise ValueError("token id")
-        if not _within(labels, vocab_size, IGNORE):
+        if not all(_int(y) and (y == IGNORE or 0 <= y < vocab_size) for y in labels):
             raise ValueError("label")
         rows.append({"ids": ids, "labels": labels})
     return rows
@@ -183,13 +183,3 @@ def _rows(pairs, vocab_size: int, ctx_len: int) -> list[dict]:
 
 def _int(value) -> bool:
     return type(value) is int
-
-
-def _within(values: list, vocab_size: int, ignore: int | None = None) -> bool:
-    """Every value an int (not a bool) inside the vocabulary, or `ignore`. set, min and max run in C:
-    a per-value check took 0.35 s of a 20,000-record hit."""
-    if set(map(type, values)) - {int}:
-        return False
-    distinct = set(values)
-    distinct.discard(ignore)
-    return not distinct or (min(distinct) >= 0 and max(distinct) < vocab_size)
