@@ -123,6 +123,22 @@ def train_once(name: str, model: str, train: str, valid: str, flags: list, args)
     return cmd, rc, time.time() - t0
 
 
+EPOCH_KEYS = ("epoch", "train_s", "eval_s", "val_ppl", "val_accuracy", "val_n", "val_gen_s")
+KEPT_FILES = ("ft-train.json", "metrics.jsonl", "curve.png", "ft-train.log")
+
+
+def per_epoch(manifest: dict) -> list[dict]:
+    return [{k: e.get(k) for k in EPOCH_KEYS} for e in manifest["epochs"]]
+
+
+def keep_files(work: Path, name: str) -> None:
+    """WORK/NAME's manifest, metrics, curve and log copied beside it as WORK/NAME.FILE (what a phase
+    packs: its checkpoints stay out)."""
+    for f in KEPT_FILES:
+        if (work / name / f).exists():
+            shutil.copy(work / name / f, work / f"{name}.{f}")
+
+
 def run(name: str, args, gpu: str) -> dict:
     task, flags = RUNS[name]
     train, valid, evals, max_new, score_args = TASKS[task]
@@ -137,11 +153,8 @@ def run(name: str, args, gpu: str) -> dict:
         stage1 = json.loads((work / f"{name}-stage1" / "ft-train.json").read_text())
         first.update({"optimizer_steps": stage1["resolved"].get("total_steps"), "train_s": train_seconds(stage1),
                       "best_epoch": stage1["best"]["epoch"], "timing": stage1.get("timing"),
-                      "per_epoch": [{k: e.get(k) for k in ("epoch", "train_s", "val_ppl", "val_accuracy", "val_n")}
-                                    for e in stage1["epochs"]]})
-        for f in ("ft-train.json", "metrics.jsonl", "curve.png"):
-            if (work / f"{name}-stage1" / f).exists():
-                shutil.copy(work / f"{name}-stage1" / f, work / f"{name}-stage1.{f}")
+                      "per_epoch": per_epoch(stage1)})
+        keep_files(work, f"{name}-stage1")
         model = str(work / f"{name}-stage1" / "best")
     cmd, rc, wall = train_once(name, model, train, valid, flags, args)
     entry = {"name": name, "task": task, "model": Path(args.model).name, "command": shlex.join(cmd),
@@ -164,9 +177,7 @@ def run(name: str, args, gpu: str) -> dict:
         # the first window of steps left out (shapes captured, kernels tuned), as is step 1's line
         "tokens_per_s_median": median([m["tokens_per_s"] for m in read_jsonl(out / "metrics.jsonl")
                                        if "tokens_per_s" in m and m["step"] > 1][1:]),
-        "per_epoch": [{k: e.get(k) for k in ("epoch", "train_s", "eval_s", "val_ppl", "val_accuracy", "val_n",
-                                             "val_gen_s")}
-                      for e in manifest["epochs"]],
+        "per_epoch": per_epoch(manifest),
     })
     for i, part in enumerate(evals):
         comp = work / f"{name}.{part}.jsonl"
@@ -180,9 +191,7 @@ def run(name: str, args, gpu: str) -> dict:
                             "--summary", str(summary)], check=True)
             s = json.loads(summary.read_text())
             entry.update({"valid_accuracy": s["accuracy"], "n_valid": s["n"], "valid_file": part})
-    for f in ("ft-train.json", "metrics.jsonl", "curve.png", "ft-train.log"):
-        if (out / f).exists():
-            subprocess.run(["cp", str(out / f), str(work / f"{name}.{f}")], check=False)
+    keep_files(work, name)
     if first is not None:  # the run's cost is both stages'
         entry["wall_s"] = round(entry["wall_s"] + first["wall_s"], 1)
         entry["optimizer_steps"] = (entry["optimizer_steps"] or 0) + (first["optimizer_steps"] or 0)

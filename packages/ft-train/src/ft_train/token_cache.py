@@ -84,8 +84,7 @@ def load(name: str, tokenizer_dir: Path, n_train: int, n_valid: int, ctx_len: in
         files = json.loads((folder / "files.json").read_text())
         shutil.rmtree(tokenizer_dir, ignore_errors=True)
         shutil.copytree(folder / "tokenizer", tokenizer_dir)
-        copied = {p.name: file_sha256(p) for p in Path(tokenizer_dir).iterdir()}
-        if not files or copied != files:
+        if not files or _file_hashes(Path(tokenizer_dir)) != files:
             return None
     except Exception:  # noqa: BLE001 - whatever is wrong with an entry, it is a miss
         return None
@@ -104,7 +103,7 @@ def save(name: str, got: Tokenised, tokenizer_dir: Path) -> None:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{name[:16]}.", dir=folder.parent))
         shutil.copytree(tokenizer_dir, tmp / "tokenizer")
-        files = {p.name: file_sha256(p) for p in (tmp / "tokenizer").iterdir()}
+        files = _file_hashes(tmp / "tokenizer")
         rows = {"train_rows": [[r["ids"], r["labels"]] for r in got.train_rows], "truncated": got.truncated,
                 "valid_rows": [[r["ids"], r["labels"]] for r in got.valid_rows],
                 "valid_truncated": got.valid_truncated, "vocab_size": got.vocab_size, "stop_id": got.stop_id}
@@ -119,6 +118,11 @@ def save(name: str, got: Tokenised, tokenizer_dir: Path) -> None:
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _file_hashes(folder: Path) -> dict:
+    """{name: sha256} of a saved tokenizer's files: recorded with an entry, checked on reading it."""
+    return {p.name: file_sha256(p) for p in folder.iterdir()}
 
 
 def _remove(folder: Path) -> None:
