@@ -73,11 +73,13 @@ RUNS = {
     "viggo-lr5e-5": ("viggo", ["--lr", "5e-5"]),  # at 1.5B ViGGO lost at 1e-5: does it gain above 2.9e-5?
     "gsm8k-two-stage": ("gsm8k", []),  # the case study's MathQA -> GSM8K, both stages the plain command
     "gsm8k-two-stage-lr5e-6": ("gsm8k", ["--lr", "5e-6"]),  # the same at GSM8K's best single-stage lr
+    "gsm8k-two-stage-value-lr5e-6": ("gsm8k", ["--lr", "5e-6"]),  # stage 1 on MathQA's `#### <number>` form
 }
 
 # run -> its first stage's training file: the run first fine-tunes the model on it (validated on the
 # task's validation file), then fine-tunes that stage's best checkpoint on the task's own training file.
-FIRST_STAGE = {"gsm8k-two-stage": "mathqa-train", "gsm8k-two-stage-lr5e-6": "mathqa-train"}
+FIRST_STAGE = {"gsm8k-two-stage": "mathqa-train", "gsm8k-two-stage-lr5e-6": "mathqa-train",
+               "gsm8k-two-stage-value-lr5e-6": "mathqa-value-train"}
 
 
 def gpu_name() -> str:
@@ -182,7 +184,8 @@ def run(name: str, args, gpu: str) -> dict:
     for i, part in enumerate(evals):
         comp = work / f"{name}.{part}.jsonl"
         t1 = time.time()
-        subprocess.run(["ft-infer", "-q", "-m", str(out / "best"), str(data / f"{part}.jsonl"), "-o", str(comp),
+        # hf engine: the same engine as every earlier row, whether or not vllm is importable
+        subprocess.run(["ft-infer", "-q", "--engine", "hf", "-m", str(out / "best"), str(data / f"{part}.jsonl"), "-o", str(comp),
                         "--max-new-tokens", str(max_new)], check=True)
         entry.setdefault("infer_s", {})[part] = round(time.time() - t1, 1)
         if i == 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import types
 
@@ -94,3 +95,13 @@ def test_missing_vllm_names_the_extra(monkeypatch, stop_model):
 
 def test_auto_is_hf_without_a_gpu():
     assert pick_engine("auto") == "hf"
+
+
+def test_engine_core_is_spawned_unless_the_user_says_otherwise(fake_vllm, stop_model, monkeypatch):
+    # `--engine auto` asks torch about CUDA first, after which a forked engine core cannot use the GPU.
+    monkeypatch.delenv("VLLM_WORKER_MULTIPROC_METHOD", raising=False)
+    make_engine("vllm", str(stop_model), GenerationOptions(), quiet=True).load()
+    assert os.environ["VLLM_WORKER_MULTIPROC_METHOD"] == "spawn"
+    monkeypatch.setenv("VLLM_WORKER_MULTIPROC_METHOD", "fork")
+    make_engine("vllm", str(stop_model), GenerationOptions(), quiet=True).load()
+    assert os.environ["VLLM_WORKER_MULTIPROC_METHOD"] == "fork"

@@ -23,6 +23,8 @@ source tools/airgap-gpu/unstage.sh || exit 1
 if [ -d /tmp/stageq ] && [ ! -s models/Qwen2.5-Coder-0.5B-Instruct-AWQ.gguf ]; then
   bash tools/airgap-gpu/carry_join.sh /tmp/stageq models/Qwen2.5-Coder-0.5B-Instruct-AWQ.gguf || exit 1
 fi
+# Record files made after the bundle (e.g. mathqa-value-train.jsonl), carried as .carry/extra
+[ -d .carry/extra ] && cp .carry/extra/*.jsonl .carry/data/
 W=/tmp/tta/$name; mkdir -p "$W"
 pack() { (cd "$W" && tar -czf "$OUT/$name.tgz" --exclude='./*/checkpoints' --exclude='./*/best' --exclude='./*/state' \
   --exclude='./*/.work' .); }
@@ -53,6 +55,7 @@ if [ -n "${ENGINES:-}" ] && [ -d /tmp/vstage ]; then  # vLLM's pieces (vllm_stag
   fi
   # vLLM's wheels on the path only for the phases that serve with it
   [ -e /tmp/vsite.done ] && export PYTHONPATH=/tmp/vsite:$PYTHONPATH
+  export VLLM_USE_FLASHINFER_SAMPLER=0  # flashinfer is not carried; vLLM's sampler imports it unguarded
 fi
 [ "$runs" = none ] || timeout "${PHASE_TIMEOUT:-540}" python3 bench/time_to_accuracy.py --data .carry/data --model "$model" --runs "$runs" \
   --out "$W/time_to_accuracy.json" --work "$W" --record "${RECORD:-}" ${ENGINES:+--engines "$ENGINES"}

@@ -17,8 +17,8 @@ SRC=$PWD/.carry/src
 export PYTHONPATH=/tmp/site:$(ls -d "$SRC"/packages/*/src | paste -sd:)
 pybin=$(dirname "$(python3 -c 'import sys; print(sys.executable)')")
 mkdir -p /tmp/site/bin
-for p in prep score infer train; do
-  printf '#!%s\nfrom ft_%s.cli import main\nmain()\n' "$pybin/python3" "$p" > "/tmp/site/bin/ft-$p"; chmod +x "/tmp/site/bin/ft-$p"
+for p in prep score infer train; do  # guarded: vLLM's engine core is spawned and re-imports __main__
+  printf '#!%s\nfrom ft_%s.cli import main\nif __name__ == "__main__":\n    main()\n' "$pybin/python3" "$p" > "/tmp/site/bin/ft-$p"; chmod +x "/tmp/site/bin/ft-$p"
 done
 export PATH=/tmp/site/bin:$pybin:$PATH TORCH_CUDA_ARCH_LIST=9.0 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export FT_CACHE=/tmp/ftcache PYTHONUNBUFFERED=1 RAY_DEDUP_LOGS=1

@@ -10,6 +10,8 @@ to vLLM as `stop_token_ids`; the others as `stop` strings.
 
 from __future__ import annotations
 
+import os
+
 from ft_common.decode import eos_ids
 from ft_common.errors import FtError, require_module
 from ft_common.models import resolve_model
@@ -53,6 +55,9 @@ class VLLMEngine:
     def load(self) -> None:
         if self.llm is not None:
             return
+        # `--engine auto` already asked torch whether CUDA is there, which marks this process unsafe
+        # to fork; vLLM forks its engine core unless told to spawn it (a user's setting wins).
+        os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
         self.vllm = require_module("vllm", "ft-infer", "vllm")
         resolved = resolve_model(self.model_name, quiet=self.quiet)
         try:
