@@ -26,4 +26,9 @@ p mathqa --split valid -o "$out/mathqa-a.jsonl"
 p mathqa --split test -o "$out/mathqa-b.jsonl"
 cat "$out/mathqa-a.jsonl" "$out/mathqa-b.jsonl" > "$out/mathqa-train.jsonl"
 rm "$out/mathqa-a.jsonl" "$out/mathqa-b.jsonl"
+# The same rows in GSM8K's shape (no options, `#### <number>`); rows without one number are skipped.
+p mathqa --split valid --answer value -o "$out/mathqa-a.jsonl"
+p mathqa --split test --answer value -o "$out/mathqa-b.jsonl"
+cat "$out/mathqa-a.jsonl" "$out/mathqa-b.jsonl" > "$out/mathqa-value-train.jsonl"
+rm "$out/mathqa-a.jsonl" "$out/mathqa-b.jsonl"
 wc -l "$out"/*.jsonl >&2

@@ -17,10 +17,10 @@ how often the extractors agree; lm-eval's two verdicts are always recorded too
 
 from __future__ import annotations
 
-import math
 import re
 
 from ft_common.errors import InputError
+from ft_common.numbers import same_number
 from ft_common.records import record_id
 from ft_common.tasks.gsm8k import final_answer, normalize_number
 
@@ -86,17 +86,6 @@ def lm_eval_gold(record: dict) -> str:
 def lm_eval_answers(completion: str) -> dict[str, str]:
     return {"strict": lm_eval_filter(completion, LM_EVAL_STRICT, 0),
             "flexible": lm_eval_filter(completion, LM_EVAL_FLEXIBLE, -1)}
-
-
-def same_number(a: str | None, b: str | None) -> bool:
-    if a is None or b is None:
-        return False
-    if a == b:
-        return True
-    try:
-        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-6)
-    except ValueError:
-        return False
 
 
 def gold_answer(record: dict) -> str:

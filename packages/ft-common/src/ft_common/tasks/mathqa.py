@@ -1,7 +1,8 @@
 """MathQA: a multiple-choice maths problem -> a rationale ending in the chosen option.
 
 Targets are written in GSM8K's shape, so MathQA can be the first stage of the
-two-stage recipe: the rationale, then `#### <letter>`.
+two-stage recipe: the rationale, then `#### <letter>`, or, in ft-prep's value form
+(`--answer value`, meta.answer_kind "value"), `#### <number>`, scored as GSM8K is.
 """
 
 from __future__ import annotations
@@ -30,4 +31,7 @@ class MathQATask(Task):
 
 
 TASK = MathQATask(name="mathqa", description="multiple-choice maths with rationales (allenai/math_qa)",
-                  meta={"answer": "the correct option letter a-e", "options": "{letter: option text}"})
+                  meta={"answer": "the correct option letter a-e (its number in the value form)",
+                        "options": "{letter: option text}",
+                        "letter": "value form: the correct option letter a-e",
+                        "answer_kind": "value form: \"value\" (ft-prep mathqa --answer value; absent for letters)"})
