@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 
 from train_support import ft_train
@@ -23,6 +25,17 @@ def test_malformed_line_names_file_and_line(tmp_path, tiny_model, viggo_files):
     assert "Traceback" not in out.stderr and "Ray" not in out.stderr and "ray" not in out.stderr
     assert out.stdout == ""
     assert time.monotonic() - start < 30
+
+
+def test_malformed_line_fails_before_torch_is_imported(tmp_path, tiny_model, viggo_files):
+    # Looking for a GPU imports torch (seconds, and a CUDA init on a GPU host): bad input must not wait for it.
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\n")
+    code = ("import sys\nfrom ft_train.cli import main\nsys.argv = ['ft-train'] + sys.argv[1:]\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n    print(exc.code, 'torch' in sys.modules)\n")
+    args = _args(str(tiny_model), str(bad), str(viggo_files["valid"]), str(tmp_path / "o"))
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["2", "False"], (out.stdout, out.stderr)
 
 
 def test_record_without_target_names_line_and_id(tmp_path, tiny_model, viggo_files):

@@ -239,8 +239,6 @@ def train(cfg: TrainConfig) -> dict:
     """Train; return {"best": path, "best_val_ppl": ..., "epochs": ...}."""
     marks = {"start": _process_start(), "imported": time.time()}  # wall-clock marks for the manifest's "timing"
     out = Path(cfg.out_dir)
-    if not _uses_gpu(cfg):  # else DeepSpeed warns, on import, that it found no GPU (the workers inherit it)
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
     made = _first_missing(out) or _first_missing(out / ".work")  # what to remove if prepare fails
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -253,6 +251,10 @@ def train(cfg: TrainConfig) -> dict:
     marks["prepare"] = time.time()
     plan = prepared.plan
     cfg = plan.cfg
+    # After prepare, so that bad input fails before torch is imported to look for a GPU; before the
+    # workers, which import DeepSpeed: without a GPU it warns on import unless told the accelerator.
+    if plan.device != "cuda":
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
     log(f"ft-train: {prepared.summary}", cfg.quiet)
     log(f"ft-train: plan: {plan.recipe['line']}; {_engine_words(plan)}; best checkpoint by "
         f"{'accuracy on ' + str(len(plan.eval_records)) + ' validation records' if plan.eval_records else 'perplexity'}",
