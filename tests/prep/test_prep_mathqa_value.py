@@ -4,7 +4,7 @@ counted, the letter default untouched, and rows built to break it."""
 import json
 
 import pytest
-from ft_common.tasks.gsm8k import final_answer
+from ft_common.numbers import final_answer
 from ft_prep import mathqa
 from ft_prep.common import Row, Stats
 

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from ft_common.tasks.gsm8k import final_answer
+from ft_common.numbers import final_answer
 from ft_common.tasks.mathqa import final_option
 from ft_common.tasks.viggo import ATTRIBUTES, FUNCTIONS
 from ft_prep import gsm8k, viggo

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from ft_common.tasks.gsm8k import final_answer
+from ft_common.numbers import final_answer
 
 from ft_prep.common import (
     BadRow,

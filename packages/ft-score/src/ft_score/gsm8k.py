@@ -20,9 +20,8 @@ from __future__ import annotations
 import re
 
 from ft_common.errors import InputError
-from ft_common.numbers import same_number
+from ft_common.numbers import final_answer, normalize_number, same_number
 from ft_common.records import record_id
-from ft_common.tasks.gsm8k import final_answer, normalize_number
 
 from ft_score.base import Checker, meta_of
 

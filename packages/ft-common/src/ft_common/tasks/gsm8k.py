@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from ft_common.numbers import final_answer, normalize_number
+from ft_common.numbers import final_answer
 from ft_common.tasks.base import Task
-
-__all__ = ["TASK", "final_answer", "normalize_number"]  # the helpers stay importable from here
 
 
 class Gsm8kTask(Task):
@@ -14,4 +12,4 @@ class Gsm8kTask(Task):
 
 
 TASK = Gsm8kTask(name="gsm8k", description="grade-school maths with `#### N` answers (openai/gsm8k)",
-                 meta={"answer": "the final numeric answer, normalised (tasks.gsm8k.normalize_number)"})
+                 meta={"answer": "the final numeric answer, normalised (ft_common.numbers.normalize_number)"})
