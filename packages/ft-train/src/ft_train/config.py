@@ -84,7 +84,8 @@ class TrainConfig:
     epochs: int | None = opt(None, "Passes over the training rows. [default: from the data's size in tokens and "
                                    "the model's; 10 at most, as the case study]", type=click.IntRange(min=1))
     lr: float | None = opt(None, "Peak learning rate (linear warmup, cosine decay to lr/10). [default: from the "
-                                 "model's size: 2e-4 at 135M, 1e-5 from 0.6B up]",
+                                 "model's size and its loss on the training targets before any update: 2e-4 at 135M and loss "
+                                 "4.24, x (135M/params)^0.4 x (loss/4.24)^2]",
                            type=click.FloatRange(min=0, min_open=True))  # AdamW
     warmup: float | None = opt(None, "Warmup share of all steps. [default: 3%, at least 10 steps]",
                                type=click.FloatRange(0, 1))

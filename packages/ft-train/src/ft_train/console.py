@@ -142,6 +142,9 @@ class MetricsWatcher:
                 self.console.line(epoch_line(row, self.epochs))
                 if self.on_last_epoch and (row["epoch"] == self.epochs or row.get("stopped")):
                     self.on_last_epoch()
+            elif "lr_chosen" in row:
+                self.console.line(f"ft-train: lr {row['lr_chosen']:.1e} (loss {row['loss_before']:.2f} on the "
+                                  "training targets before any update)")
             elif "loss" in row:
                 self.console.bar(self._bar_text(row))
 

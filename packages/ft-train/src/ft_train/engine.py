@@ -231,6 +231,25 @@ class Engine:
     def lr(self) -> float:
         return self.scheduler.get_last_lr()[0]
 
+    def peak_lr(self) -> float:
+        """The schedule's peak (after warmup): what --lr sets, or a resumed state restored."""
+        return float(self.scheduler.base_lrs[0])
+
+    def set_peak_lr(self, lr: float) -> None:
+        """Make `lr` the schedule's peak from now on, the current step's lr scaled to match
+        (before the first step: the default lr, chosen from the loss, ft_train.recipe.rule_lr).
+        A lr that is a device tensor (CUDA graphs read it) is filled in place."""
+        scheduler = self.scheduler
+        scheduler.base_lrs = [lr] * len(scheduler.base_lrs)
+        now = lr * self.lr_lambda(max(scheduler.last_epoch, 0))
+        for group in scheduler.optimizer.param_groups:
+            group["initial_lr"] = lr
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(now)
+            else:
+                group["lr"] = now
+        scheduler._last_lr = [now] * len(scheduler.base_lrs)
+
     def full_state_dict(self, dtype: torch.dtype | None = None) -> dict | None:
         """The whole model's weights on rank 0, in the CPU memory (None elsewhere). Call on every rank."""
         state = self._gather_state_dict()

@@ -14,7 +14,10 @@ def read_metrics(path: Path) -> tuple[list[dict], list[dict]]:
     steps, epochs = [], []
     if path.is_file():
         for m in read_records(str(path)):
-            (epochs if "val_ppl" in m else steps).append(m)
+            if "val_ppl" in m:
+                epochs.append(m)
+            elif "loss" in m:  # not step 0's line (the lr chosen from the loss before training)
+                steps.append(m)
     return steps, epochs
 
 

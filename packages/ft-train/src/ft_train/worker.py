@@ -2,8 +2,9 @@
 
     train_loop_per_worker        Ray's entry: Worker(plan).fit()
     Worker.__init__              rank, device; the model with the added tokens; the engine the plan names
-    Worker.fit                   resume, then for each epoch: train_epoch, evaluate, pick the best,
-                                 checkpoint, save the training state when due, stop early if told
+    Worker.fit                   resume (or choose the lr from the loss before training), then for
+                                 each epoch: train_epoch, evaluate, pick the best, checkpoint, save
+                                 the training state when due, stop early if told
     Worker.train_epoch           train_step over this rank's share of the epoch's batches, a
                                  metrics line every --log-every steps, a state save when due
     train_step                   one micro-step: collate, to the device, forward, backward,
@@ -22,7 +23,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -31,7 +32,7 @@ import torch.nn.functional as F
 from ft_common.atomic import atomic_write
 from ft_common.jsonl import read_records
 
-from ft_train import manifest
+from ft_train import manifest, recipe
 from ft_train.checkpointer import Checkpointer
 from ft_train.config import TrainConfig
 from ft_train.data import IGNORE, collate, real_tokens, shard
@@ -266,6 +267,8 @@ class Worker:
         extra = self.ckpt.restore()
         p = Progress.restored(extra, self.rank) if extra else Progress()
         self.metrics = Metrics(out / "metrics.jsonl", self.rank, p.step if extra else None)
+        if "lr" in self.plan.recipe.get("chosen", ()):  # the default lr: from the loss, or the state's
+            self.adopt_lr(self.engine.peak_lr() if extra else self.lr_from_loss())
         # a Ray worker whose node is gone (ft-train killed) must stop writing; in process it goes with us
         self.ray_parent = None if self.plan.in_process else os.getppid()
         checker = self.checker()
@@ -318,6 +321,24 @@ class Worker:
             self.ckpt.save_state(p.state(epoch + 1, 0, [0.0, 0.0]))
         ray.train.report({k: v for k, v in row.items() if isinstance(v, int | float)})
         return stopped is not None
+
+    def lr_from_loss(self) -> float:
+        """The default lr, from the model's mean loss on the first recipe.PROBE_BATCHES training
+        batches before any update (every rank the same count: its share, from data.shard), written
+        to metrics.jsonl as step 0."""
+        batches = shard(self.plan.train_batches[0], self.rank, self.world)[:recipe.PROBE_BATCHES]
+        loss = evaluate(self.engine, batches, self.cfg, self.pad_id)["val_loss"]
+        lr = recipe.rule_lr(self.plan.recipe["params"], loss)
+        self.metrics.write({"step": 0, "loss_before": loss, "lr_chosen": lr, "time": time.time()})
+        self.plan = replace(self.plan, recipe={**self.plan.recipe, "loss_before": loss})
+        return lr
+
+    def adopt_lr(self, lr: float) -> None:
+        """Train at peak lr `lr`: the schedule, and the config and recipe the checkpoints' manifests record."""
+        self.engine.set_peak_lr(lr)
+        self.cfg = replace(self.cfg, lr=lr)
+        self.plan = replace(self.plan, cfg=self.cfg, recipe={**self.plan.recipe, "lr": lr})
+        self.ckpt.cfg = self.cfg
 
     def checker(self):
         """The task's checker for --select-by accuracy (this rank's own: SQL's is a worker process)."""
