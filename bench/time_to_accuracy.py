@@ -78,13 +78,17 @@ RUNS = {
     "gsm8k-two-stage": ("gsm8k", []),  # the case study's MathQA -> GSM8K, both stages the plain command
     "gsm8k-two-stage-lr5e-6": ("gsm8k", ["--lr", "5e-6"]),  # the same at GSM8K's best single-stage lr
     "gsm8k-two-stage-value-lr5e-6": ("gsm8k", ["--lr", "5e-6"]),  # stage 1 on MathQA's `#### <number>` form
-    "gsm8k-two-stage-value": ("gsm8k", []),  # the same, both stages the plain command (each its lr from its loss)
+    "gsm8k-two-stage-value-lr-loss": ("gsm8k", ["--lr-rule", "loss"]),  # each stage its lr from its loss
+    # --lr-rule loss (fitted to the best lrs above, not yet run): each task's lr from its loss before training
+    "viggo-lr-loss": ("viggo", ["--lr-rule", "loss"]),
+    "sql-lr-loss": ("sql", ["--lr-rule", "loss"]),
+    "gsm8k-lr-loss": ("gsm8k", ["--lr-rule", "loss"]),
 }
 
 # run -> its first stage's training file: the run first fine-tunes the model on it (validated on the
 # task's validation file), then fine-tunes that stage's best checkpoint on the task's own training file.
 FIRST_STAGE = {"gsm8k-two-stage": "mathqa-train", "gsm8k-two-stage-lr5e-6": "mathqa-train",
-               "gsm8k-two-stage-value-lr5e-6": "mathqa-value-train", "gsm8k-two-stage-value": "mathqa-value-train"}
+               "gsm8k-two-stage-value-lr5e-6": "mathqa-value-train", "gsm8k-two-stage-value-lr-loss": "mathqa-value-train"}
 
 
 def gpu_name() -> str:

@@ -1,9 +1,21 @@
 """The plain command's recipe (ft_train.recipe): each rule, and that a given value always wins."""
 
+import pytest
 from ft_train import recipe
 
 # Tokens per epoch of the GPU record files (scripts/make_gpu_data.sh) as ft-train counts them, SmolLM2's tokenizer.
 VIGGO, SQL, GSM8K = 360_847, 1_744_397, 1_272_520
+
+
+def test_lr_falls_with_model_size_within_bounds():
+    small, between, mid, large = (recipe.rule_lr(n) for n in (135_000_000, 300_000_000, 630_174_592, 1_777_100_288))
+    assert small == recipe.LR_REF
+    assert small > between > mid
+    # the measured points: 1e-5 beat 3.3e-5 on SQL at 0.5B, and 2.9e-5 on SQL and GSM8K at 1.5B (the ft-train README)
+    assert mid == pytest.approx(1e-5) and large == pytest.approx(1e-5)
+    assert 1.9 < recipe.LR_EXPONENT < 2.0
+    assert recipe.rule_lr(1_000) == recipe.LR_MAX
+    assert recipe.rule_lr(10**12) == recipe.LR_MIN
 
 
 def test_epochs_match_the_tuned_runs_at_135m_and_fall_with_size():

@@ -19,7 +19,7 @@ import click
 from ft_common.cli import common_options, model_option, seed_option
 from ft_common.errors import UsageError
 
-from ft_train.recipe import MIN_BATCH_TOKENS, TARGET_STEPS
+from ft_train.recipe import LR_RULES, MIN_BATCH_TOKENS, TARGET_STEPS
 
 LAYOUTS = ("pack", "group", "pad")
 ZERO_CHOICES = ("auto", "0", "1", "2", "3")
@@ -83,10 +83,12 @@ class TrainConfig:
     # None: chosen by the default recipe (ft_train.recipe) from the model's size and the data
     epochs: int | None = opt(None, "Passes over the training rows. [default: from the data's size in tokens and "
                                    "the model's; 10 at most, as the case study]", type=click.IntRange(min=1))
-    lr: float | None = opt(None, "Peak learning rate (linear warmup, cosine decay to lr/10). [default: from the "
-                                 "model's size and its loss on the training targets before any update: 2e-4 at 135M and loss "
-                                 "4.24, x (135M/params)^0.4 x (loss/4.24)^2]",
-                           type=click.FloatRange(min=0, min_open=True))  # AdamW
+    lr: float | None = opt(None, "Peak learning rate (linear warmup, cosine decay to lr/10). [default: by "
+                                 "--lr-rule]", type=click.FloatRange(min=0, min_open=True))  # AdamW
+    lr_rule: str = opt("size", "How the default lr is chosen: size: from the model's size (2e-4 at 135M, 1e-5 "
+                               "from 0.6B up); loss: also from the model's loss on the training targets before any "
+                               "update, measured first (2e-4 x (135M/params)^0.55 x (loss/3.87)^2; fitted, not yet "
+                               "validated on a GPU).", type=click.Choice(LR_RULES))
     warmup: float | None = opt(None, "Warmup share of all steps. [default: 3%, at least 10 steps]",
                                type=click.FloatRange(0, 1))
     weight_decay: float = opt(0.0, type=float)  # AdamW weight decay

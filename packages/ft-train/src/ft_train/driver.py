@@ -149,7 +149,9 @@ def prepare(cfg: TrainConfig, marks: dict | None = None) -> Prepared:
                                    multiple=cfg.pad_multiple),
         steps_per_epoch=steps, parent=parent, data=data,
         lineage=manifest.parent_lineage(resolved.path) if is_ft else [],
-        recipe={"lr": cfg.lr, "epochs": cfg.epochs, "batch_tokens": chosen.batch_tokens, "warmup": cfg.warmup,
+        # --lr-rule loss: the workers choose the lr, from the loss before training (worker.lr_from_loss)
+        recipe={"lr": None if loss_lr(chosen) else cfg.lr, "lr_rule": cfg.lr_rule, "epochs": cfg.epochs,
+                "batch_tokens": chosen.batch_tokens, "warmup": cfg.warmup,
                 "micro_batches": chosen.micro_batches, "chosen": list(chosen.chosen), "params": chosen.params,
                 "line": chosen.line(steps)},
         eval_records=eval_records,
@@ -191,13 +193,18 @@ def _apply_recipe(cfg: TrainConfig, config, params: int, gpu: bool, tokens: int)
     cap = cfg.batch_tokens or default_batch_tokens(gpu, fits, floor=cfg.ctx_len)
     chosen = recipe.choose(params=params, tokens_per_epoch=tokens, batch_cap=cap, lr=cfg.lr, epochs=cfg.epochs,
                            batch_tokens=cfg.batch_tokens or None, warmup=cfg.warmup,
-                           batch_size=cfg.batch_size)
+                           batch_size=cfg.batch_size, lr_rule=cfg.lr_rule)
     cfg = replace(cfg, lr=chosen.lr, epochs=chosen.epochs, batch_tokens=chosen.batch_tokens, warmup=chosen.warmup)
     if given:
         cfg, k = split_to_fit(cfg, fits)
         if k > 1:
             chosen = replace(chosen, micro_batches=k, micro=cfg.batch_size or cfg.batch_tokens)
     return cfg, chosen
+
+
+def loss_lr(chosen: Recipe) -> bool:
+    """Whether the workers choose the lr (--lr-rule loss, no --lr)."""
+    return "lr" in chosen.chosen and chosen.lr_rule == "loss"
 
 
 def graphs_choice(cfg: TrainConfig, zero, gpu: bool) -> TrainConfig:

@@ -237,7 +237,7 @@ class Engine:
 
     def set_peak_lr(self, lr: float) -> None:
         """Make `lr` the schedule's peak from now on, the current step's lr scaled to match
-        (before the first step: the default lr, chosen from the loss, ft_train.recipe.rule_lr).
+        (before the first step: --lr-rule loss's, ft_train.recipe.loss_rule_lr).
         A lr that is a device tensor (CUDA graphs read it) is filled in place."""
         scheduler = self.scheduler
         scheduler.base_lrs = [lr] * len(scheduler.base_lrs)

@@ -2,7 +2,7 @@
 
     train_loop_per_worker        Ray's entry: Worker(plan).fit()
     Worker.__init__              rank, device; the model with the added tokens; the engine the plan names
-    Worker.fit                   resume (or choose the lr from the loss before training), then for
+    Worker.fit                   resume (or, --lr-rule loss, choose the lr from the loss first), then for
                                  each epoch: train_epoch, evaluate, pick the best, checkpoint, save
                                  the training state when due, stop early if told
     Worker.train_epoch           train_step over this rank's share of the epoch's batches, a
@@ -267,7 +267,7 @@ class Worker:
         extra = self.ckpt.restore()
         p = Progress.restored(extra, self.rank) if extra else Progress()
         self.metrics = Metrics(out / "metrics.jsonl", self.rank, p.step if extra else None)
-        if "lr" in self.plan.recipe.get("chosen", ()):  # the default lr: from the loss, or the state's
+        if self.plan.recipe.get("lr", 0) is None:  # --lr-rule loss: the lr from the loss, or the state's
             self.adopt_lr(self.engine.peak_lr() if extra else self.lr_from_loss())
         # a Ray worker whose node is gone (ft-train killed) must stop writing; in process it goes with us
         self.ray_parent = None if self.plan.in_process else os.getppid()
@@ -323,12 +323,12 @@ class Worker:
         return stopped is not None
 
     def lr_from_loss(self) -> float:
-        """The default lr, from the model's mean loss on the first recipe.PROBE_BATCHES training
+        """--lr-rule loss: the lr from the model's mean loss on the first recipe.PROBE_BATCHES training
         batches before any update (every rank the same count: its share, from data.shard), written
         to metrics.jsonl as step 0."""
         batches = shard(self.plan.train_batches[0], self.rank, self.world)[:recipe.PROBE_BATCHES]
         loss = evaluate(self.engine, batches, self.cfg, self.pad_id)["val_loss"]
-        lr = recipe.rule_lr(self.plan.recipe["params"], loss)
+        lr = recipe.loss_rule_lr(self.plan.recipe["params"], loss)
         self.metrics.write({"step": 0, "loss_before": loss, "lr_chosen": lr, "time": time.time()})
         self.plan = replace(self.plan, recipe={**self.plan.recipe, "loss_before": loss})
         return lr
