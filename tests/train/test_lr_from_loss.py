@@ -158,3 +158,21 @@ def test_the_worker_trains_at_the_lr_it_chose_and_records_it(tiny_model, tmp_pat
     assert worker.cfg.lr == lr and worker.ckpt.cfg.lr == lr and worker.plan.cfg.lr == lr
     assert worker.plan.recipe["lr"] == lr and worker.plan.recipe["loss_before"] == loss
     assert e.module.training  # the measurement left the model in training mode
+
+
+def test_loss_before_bench_measures_what_the_rule_reads(tmp_path, tiny_model):
+    """bench/loss_before.py (the README table's losses): one JSON line, the rule's lr for its loss."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    train = write_jsonl(tmp_path / "train.jsonl", viggo_records("train", 40))
+    out = tmp_path / "losses.jsonl"
+    script = Path(__file__).resolve().parents[2] / "bench" / "loss_before.py"
+    proc = subprocess.run([sys.executable, str(script), "--model", str(tiny_model), "--train", str(train),
+                           "--batches", "2", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = json.loads(out.read_text())
+    assert row == json.loads(proc.stdout.splitlines()[-1])
+    assert row["batches"] == 2 and row["loss_tokens"] > 0 and row["loss_before"] > 0
+    assert row["lr"] == pytest.approx(recipe.loss_rule_lr(row["params"], row["loss_before"]), rel=1e-2)
