@@ -17,7 +17,7 @@ Why these rules (measurements: the ft-train README, "The default recipe"):
   at 0.63B and 1.78B. At 1.78B those were GSM8K (loss 1.18) 5e-6, SQL (1.62) 1e-5, ViGGO (3.23)
   2.9e-5, where the size rule gives 1e-5 to all three and this one 4.5e-6, 8.5e-6 and 3.4e-5; at
   0.63B SQL (1.67) 1e-5, where it gives 1.6e-5. The losses are bench/loss_before.py's on a CPU;
-  the first steps' losses logged on the GPU ran 11-34% lower on the same batches, unexplained, so
+  the first steps' losses logged on the GPU ran 11-33% lower on the same batches, unexplained, so
   this rule stays a choice until GPU runs of it are measured (the ft-train README).
 - Epochs from the data's size in tokens: a small set is seen more often, a large one less
   (TOKENS_REF tokens seen at REF_PARAMS, fewer for larger models, which learn a task in fewer
