@@ -1,6 +1,6 @@
 """--lr-rule loss: the lr is chosen from the model's loss on the training targets before any update
 (ft_train.recipe.loss_rule_lr, measured by the workers): the rule, the engine's schedule, and runs
-in process, on 2 Ray workers under ZeRO-3, and resumed."""
+in process and on 2 Ray workers under ZeRO-3; a saved state keeps the chosen lr."""
 
 from __future__ import annotations
 
