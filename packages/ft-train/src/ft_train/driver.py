@@ -150,7 +150,7 @@ def prepare(cfg: TrainConfig, marks: dict | None = None) -> Prepared:
         steps_per_epoch=steps, parent=parent, data=data,
         lineage=manifest.parent_lineage(resolved.path) if is_ft else [],
         # --lr-rule loss: the workers choose the lr, from the loss before training (worker.lr_from_loss)
-        recipe={"lr": None if loss_lr(chosen) else cfg.lr, "lr_rule": cfg.lr_rule, "epochs": cfg.epochs,
+        recipe={"lr": None if chosen.lr_from_loss else cfg.lr, "lr_rule": cfg.lr_rule, "epochs": cfg.epochs,
                 "batch_tokens": chosen.batch_tokens, "warmup": cfg.warmup,
                 "micro_batches": chosen.micro_batches, "chosen": list(chosen.chosen), "params": chosen.params,
                 "line": chosen.line(steps)},
@@ -200,11 +200,6 @@ def _apply_recipe(cfg: TrainConfig, config, params: int, gpu: bool, tokens: int)
         if k > 1:
             chosen = replace(chosen, micro_batches=k, micro=cfg.batch_size or cfg.batch_tokens)
     return cfg, chosen
-
-
-def loss_lr(chosen: Recipe) -> bool:
-    """Whether the workers choose the lr (--lr-rule loss, no --lr)."""
-    return "lr" in chosen.chosen and chosen.lr_rule == "loss"
 
 
 def graphs_choice(cfg: TrainConfig, zero, gpu: bool) -> TrainConfig:

@@ -68,6 +68,11 @@ class Recipe:
     micro: int = 0  # ... of this many tokens (sequences with batch_size)
     lr_rule: str = "size"  # how a chosen lr is chosen (--lr-rule): "loss" leaves it to the workers
 
+    @property
+    def lr_from_loss(self) -> bool:
+        """Whether the workers choose the lr, from the loss before training (--lr-rule loss, no --lr)."""
+        return "lr" in self.chosen and self.lr_rule == "loss"
+
     def line(self, steps_per_epoch: int) -> str:
         """One line for the terminal and the manifest: each value, and what chose it."""
         def why(name: str, reason: str) -> str:
@@ -75,7 +80,7 @@ class Recipe:
 
         params, tokens = self.params, self.tokens_per_epoch
 
-        if "lr" in self.chosen and self.lr_rule == "loss":
+        if self.lr_from_loss:
             lr = f"lr from the loss before training ({params / 1e6:,.0f}M parameters)"
         else:
             lr = f"lr {self.lr:.1e}{why('lr', f'{params / 1e6:.0f}M parameters')}"

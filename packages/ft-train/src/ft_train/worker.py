@@ -267,8 +267,8 @@ class Worker:
         extra = self.ckpt.restore()
         p = Progress.restored(extra, self.rank) if extra else Progress()
         self.metrics = Metrics(out / "metrics.jsonl", self.rank, p.step if extra else None)
-        if self.plan.recipe.get("lr_rule") == "loss" and "lr" in self.plan.recipe.get("chosen", ()):
-            # --lr-rule loss without --lr: the lr from the loss before training, or a resumed state's
+        if self.plan.recipe.get("lr", 0) is None:  # left to us (Recipe.lr_from_loss: --lr-rule loss, no --lr):
+            # the lr from the loss before training, or a resumed state's
             self.adopt_lr(self.engine.peak_lr() if extra else self.lr_from_loss())
         # a Ray worker whose node is gone (ft-train killed) must stop writing; in process it goes with us
         self.ray_parent = None if self.plan.in_process else os.getppid()
