@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -73,4 +74,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from ft_common.errors import FtError
+
+    try:
+        main()
+    except FtError as e:  # bad records or model: one line naming them, ft's exit code
+        print(f"loss_before: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)

@@ -176,3 +176,18 @@ def test_loss_before_bench_measures_what_the_rule_reads(tmp_path, tiny_model):
     assert row == json.loads(proc.stdout.splitlines()[-1])
     assert row["batches"] == 2 and row["loss_tokens"] > 0 and row["loss_before"] > 0
     assert row["lr"] == pytest.approx(recipe.loss_rule_lr(row["params"], row["loss_before"]), rel=1e-2)
+
+
+def test_loss_before_bench_names_a_bad_record_in_one_line(tmp_path, tiny_model):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(viggo_records("train", 1)[0]) + "\n" + '{"prompt": 5}\n')
+    script = Path(__file__).resolve().parents[2] / "bench" / "loss_before.py"
+    proc = subprocess.run([sys.executable, str(script), "--model", str(tiny_model), "--train", str(bad)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"loss_before: error: {bad}:2: record #2: non-string 'prompt' (ft-train needs prompt and target; see ft-prep)"]
