@@ -87,8 +87,8 @@ class TrainConfig:
                                  "--lr-rule]", type=click.FloatRange(min=0, min_open=True))  # AdamW
     lr_rule: str = opt("size", "How the default lr is chosen: size: from the model's size (2e-4 at 135M, 1e-5 "
                                "from 0.6B up); loss: also from the model's loss on the training targets before any "
-                               "update, measured first (2e-4 x (135M/params)^0.55 x (loss/3.87)^2; fitted, not yet "
-                               "validated on a GPU).", type=click.Choice(LR_RULES))
+                               "update, measured first (2e-4 x (135M/params)^0.5 x (loss/4.19)^2; fitted, not yet "
+                               "trained with on a GPU).", type=click.Choice(LR_RULES))
     warmup: float | None = opt(None, "Warmup share of all steps. [default: 3%, at least 10 steps]",
                                type=click.FloatRange(0, 1))
     weight_decay: float = opt(0.0, type=float)  # AdamW weight decay
