@@ -82,22 +82,22 @@ def main() -> None:
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     # the records' special tokens (<END_A> ...): rows added to the vocabulary, which no model predicts before training
     special = torch.tensor(tokenizer.convert_tokens_to_ids(plan.cfg.special_tokens), dtype=torch.long)
-    sums = {"all": [0.0, 0], "task": [0.0, 0]}
+    total = task_total = 0.0
+    tokens = task_tokens = 0
     per_batch = []
     with torch.no_grad():
         for batch in plan.train_batches[0][:args.batches]:
             x = collate(batch, plan.cfg.layout, plan.cfg.ctx_len, pad_id, True, plan.cfg.pad_multiple)
             nll = token_nll(model, x)
             task = ~torch.isin(x["loss_labels"], special)
-            for key, keep in (("all", torch.ones_like(task)), ("task", task)):
-                sums[key][0] += float(nll[keep].sum())
-                sums[key][1] += int(keep.sum())
+            total, tokens = total + float(nll.sum()), tokens + len(nll)
+            task_total, task_tokens = task_total + float(nll[task].sum()), task_tokens + int(task.sum())
             per_batch.append(round(float(nll.mean()), 3))
-    loss, task_loss = (s / max(n, 1) for s, n in sums.values())
+    loss, task_loss = total / max(tokens, 1), task_total / max(task_tokens, 1)
     params = plan.recipe["params"]
     result = {"model": Path(args.model).name, "train": args.train, "valid": args.valid, "params": params,
-              "batches": len(per_batch), "loss_tokens": sums["all"][1], "loss_before": round(loss, 4),
-              "task_tokens": sums["task"][1], "loss_before_task": round(task_loss, 4),
+              "batches": len(per_batch), "loss_tokens": tokens, "loss_before": round(loss, 4),
+              "task_tokens": task_tokens, "loss_before_task": round(task_loss, 4),
               "batch_losses": per_batch, "lr": float(f"{recipe.loss_rule_lr(params, loss):.3g}"),
               "dtype": args.dtype, "plan": args.plan, "device": "cpu", "seconds": round(time.time() - started)}
     line = json.dumps(result)
