@@ -41,6 +41,24 @@ def token_nll(model, x: dict):
     return torch.nn.functional.cross_entropy(logits, x["loss_labels"], reduction="none")
 
 
+def plan_config(args, out_dir: str):
+    """The run's TrainConfig, its flags parsed as ft-train parses them; a flag ft-train would refuse
+    is a UsageError naming --ft-args."""
+    import click
+    from ft_common.errors import UsageError
+    from ft_train.cli import cli as ft_train_cli
+    from ft_train.config import TrainConfig
+
+    try:
+        extra = shlex.split(args.ft_args)
+        flags = ["-m", args.model, "--train", args.train, *(["--valid", args.valid] if args.valid else []),
+                 "-o", out_dir, "--device", args.plan, "-q", *extra]
+        return TrainConfig.from_cli(ft_train_cli.make_context("ft-train", flags).params)
+    except (ValueError, click.ClickException) as e:
+        message = e.format_message() if isinstance(e, click.ClickException) else str(e)
+        raise UsageError(f"--ft-args {args.ft_args!r}: {message}") from None
+
+
 def main() -> None:
     from ft_train import recipe
 
@@ -61,8 +79,6 @@ def main() -> None:
 
     import torch
     import transformers
-    from ft_train.cli import cli as ft_train_cli
-    from ft_train.config import TrainConfig
     from ft_train.data import collate
     from ft_train.driver import prepare
     from ft_train.tokens import resize_embeddings
@@ -70,9 +86,7 @@ def main() -> None:
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         # the plan a run on --plan's device gets (its batches), built on any machine as --dry-run builds it
-        flags = ["-m", args.model, "--train", args.train, *(["--valid", args.valid] if args.valid else []),
-                 "-o", str(Path(tmp) / "plan"), "--device", args.plan, "-q", *shlex.split(args.ft_args)]
-        cfg = TrainConfig.from_cli(ft_train_cli.make_context("ft-train", flags).params)  # as ft-train parses them
+        cfg = plan_config(args, str(Path(tmp) / "plan"))
         plan = prepare(cfg).plan
         tokenizer = transformers.AutoTokenizer.from_pretrained(plan.tokenizer_dir)
         model = transformers.AutoModelForCausalLM.from_pretrained(plan.cfg.model_path, dtype=torch.float32)
@@ -112,6 +126,6 @@ if __name__ == "__main__":
 
     try:
         main()
-    except FtError as e:  # bad records or model: one line naming them, ft's exit code
+    except FtError as e:  # bad records, model or flags: one line naming them, ft's exit code
         print(f"loss_before: error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)

@@ -195,3 +195,18 @@ def test_loss_before_bench_names_a_bad_record_in_one_line(tmp_path, tiny_model):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"loss_before: error: {bad}:2: record #2: non-string 'prompt' (ft-train needs prompt and target; see ft-prep)"]
+
+
+def test_loss_before_bench_names_a_bad_ft_args_flag_in_one_line(tmp_path, tiny_model):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    train = write_jsonl(tmp_path / "train.jsonl", viggo_records("train", 4))
+    script = Path(__file__).resolve().parents[2] / "bench" / "loss_before.py"
+    for flags, says in (("--lr -1", "Invalid value for '--lr'"), ('"open', "No closing quotation")):
+        proc = subprocess.run([sys.executable, str(script), "--model", str(tiny_model), "--train", str(train),
+                               f"--ft-args={flags}"], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"loss_before: error: --ft-args {flags!r}: {says}")
