@@ -22,6 +22,7 @@ rm -rf .carry/src && mkdir -p .carry/src && git archive HEAD packages | tar -x -
 # (from its de-quantized GGUF in ft's cache; random weights are made there), carried as .carry/prof.
 rm -rf .carry/prof && mkdir -p .carry/prof/viggo .carry/prof/qwen
 cp "${FT_DATA_DIR:-../shared/data}"/viggo/{train,valid}.csv .carry/prof/viggo/
-qwen=$(.venv/bin/python -c "import sys; from ft_common.models import resolve_model; print(resolve_model(sys.argv[1]).path)" \
+# DS_ACCELERATOR: DeepSpeed, imported by transformers on the way, logs its accelerator guess to stdout.
+qwen=$(DS_ACCELERATOR=cpu .venv/bin/python -c "import sys; from ft_common.models import resolve_model; print(resolve_model(sys.argv[1]).path)" \
   "$(bash scripts/fetch_qwen_coder.sh models)")
 cp "$qwen"/{config.json,tokenizer.json,tokenizer_config.json,generation_config.json} .carry/prof/qwen/
