@@ -12,7 +12,7 @@
 #   RECORD=RUN[,RUN]: those runs' ft-train on a pty under `script` (RUN.terminal.txt: the user's terminal)
 #   ENGINES=hf,vllm: each run's best checkpoint also served by these engines in float32 and their verdicts
 #   compared (time_to_accuracy.py --engines); vLLM from /tmp/vstage, the pieces of vllm_stage.sh
-#   MFU=1 then runs (MFU_LEGS: a comma-separated subset of viggo,viggo-16k,long,long-16k) bench/bench_train.py at 1.5B (Qwen2.5-1.5B's config from .carry/prof/qwen, random weights;
+#   MFU=1 then runs (MFU_LEGS: a comma-separated subset of viggo,viggo-16k,long,long-16k,viggo-compile,viggo-compile-eager,long-compile) bench/bench_train.py at 1.5B (Qwen2.5-1.5B's config from .carry/prof/qwen, random weights;
 #   carry .carry/prof): ViGGO rows and 2,048-token rows, at the plain batch and at 16k-token batches
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -78,5 +78,9 @@ PY
   [[ $legs == *,viggo-16k,* ]] && mfu viggo-16k "--batch-tokens 16384" --rows 2500
   [[ $legs == *,long,* ]] && mfu long "" --long 2048
   [[ $legs == *,long-16k,* ]] && mfu long-16k "--batch-tokens 16384" --long 2048
+  # the plain batch with the blocks compiled (--compile, ft_train/compile.py: fused norms, SwiGLU, rotary)
+  [[ $legs == *,viggo-compile,* ]] && mfu viggo-compile "--compile" --rows 2500
+  [[ $legs == *,viggo-compile-eager,* ]] && mfu viggo-compile-eager "--compile --cuda-graphs off" --rows 2500
+  [[ $legs == *,long-compile,* ]] && mfu long-compile "--compile" --long 2048
 fi
 log "phase $name done"
