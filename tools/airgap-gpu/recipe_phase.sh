@@ -8,6 +8,7 @@
 #   bash tools/airgap-gpu/recipe_phase.sh NAME RUNS [MODEL]
 #   RUNS: comma-separated names from `python bench/time_to_accuracy.py --list`, or none
 #   EXTRA_BENCH=1 first runs bench/bench_loss.py, bench_compile.py and bench_overhead.py (about 6 minutes)
+#   PREP_PROFILE=1: ft-train's prepare (--dry-run, ViGGO) under cProfile and -X importtime, cold and warm token cache
 #   GRAPHS_BENCH=1 first runs bench/bench_graphs.py (eager vs --cuda-graphs steps; GRAPHS_STEPS, default 160)
 #   RECORD=RUN[,RUN]: those runs' ft-train on a pty under `script` (RUN.terminal.txt: the user's terminal)
 #   ENGINES=hf,vllm: each run's best checkpoint also served by these engines in float32 and their verdicts
@@ -49,6 +50,15 @@ if [ -n "${GRAPHS_BENCH:-}" ]; then  # eager vs CUDA-graph steps on ViGGO's plan
 fi
 # The acceptance's wall time is with the model already de-quantized in the cache: do that first, once.
 python3 -c "import sys; from ft_common.models import resolve_model; print(resolve_model(sys.argv[1]).path)" "$model" >&2
+if [ -n "${PREP_PROFILE:-}" ]; then  # where this host's seconds before the first step go: ft-train's prepare under
+  # cProfile, and every import's time (-X importtime), on ViGGO with an empty token cache; then once more, cached
+  for pass in cold warm; do
+    [ $pass = cold ] && rm -rf "$FT_CACHE/tokens"
+    rm -rf /tmp/prep-dry && python3 -X importtime -m cProfile -o "$W/prepare-$pass.prof" "$(command -v ft-train)" -m "$model" \
+      --train .carry/data/viggo-train.jsonl --valid .carry/data/viggo-valid.jsonl -o /tmp/prep-dry --dry-run -q \
+      > /dev/null 2> "$W/prepare-$pass.importtime.txt" || log "prepare profile ($pass) failed"
+  done
+fi
 if [ -n "${ENGINES:-}" ] && [ -d /tmp/vstage ]; then  # vLLM's pieces (vllm_stage.sh) copied there
   if [ ! -e /tmp/vsite.done ]; then
     rm -rf /tmp/vsite && bash tools/airgap-gpu/vllm_unstage.sh && touch /tmp/vsite.done || log "vllm unstage failed"
