@@ -79,10 +79,14 @@ RUNS = {
     "gsm8k-two-stage-lr5e-6": ("gsm8k", ["--lr", "5e-6"]),  # the same at GSM8K's best single-stage lr
     "gsm8k-two-stage-value-lr5e-6": ("gsm8k", ["--lr", "5e-6"]),  # stage 1 on MathQA's `#### <number>` form
     "gsm8k-two-stage-value-lr-loss": ("gsm8k", ["--lr-rule", "loss"]),  # each stage its lr from its loss
-    # --lr-rule loss (fitted to the best lrs above, not yet run): each task's lr from its loss before training
+    # --lr-rule loss: each task's lr from its loss before training (the default since 2026-12-06, when these ran)
     "viggo-lr-loss": ("viggo", ["--lr-rule", "loss"]),
     "sql-lr-loss": ("sql", ["--lr-rule", "loss"]),
     "gsm8k-lr-loss": ("gsm8k", ["--lr-rule", "loss"]),
+    # --lr-rule size: the rule before it (2e-4 at 135M, 1e-5 from 0.63B up), beside a plain run
+    "viggo-lr-size": ("viggo", ["--lr-rule", "size"]),
+    "sql-lr-size": ("sql", ["--lr-rule", "size"]),
+    "gsm8k-lr-size": ("gsm8k", ["--lr-rule", "size"]),
 }
 
 # run -> its first stage's training file: the run first fine-tunes the model on it (validated on the

@@ -26,17 +26,19 @@ SQL = [("ft-smollm2", SMOL, "fine-tuned"), ("fewshot-smollm2", SMOL, "few-shot")
        ("ft-qwen0.5b", Q05, "fine-tuned"), ("fewshot-qwen0.5b", Q05, "few-shot"), ("ft-qwen1.5b", Q15, "fine-tuned"),
        ("ft-qwen0.5b-plain", Q05, "fine-tuned, lr 6.3e-5 (the first rule's plain command)"),
        ("ft-qwen0.5b-lr3.3e-5", Q05, "fine-tuned, lr 3.3e-5 (the second rule's plain command)"),
-       ("ft-qwen0.5b-lr1e-5", Q05, "fine-tuned, plain command (lr 1e-5)"),
+       ("ft-qwen0.5b-lr1e-5", Q05, "fine-tuned, lr 1e-5 (--lr-rule size's plain command)"),
        ("ft-qwen1.5b-plain", Q15, "fine-tuned, lr 2.9e-5 (the first rule's plain command)"),
        ("ft-qwen1.5b-epochs2", Q15, "fine-tuned, lr 2.9e-5, --epochs 2"),
-       ("ft-qwen1.5b-lr1e-5", Q15, "fine-tuned, plain command (lr 1e-5)")]
+       ("ft-qwen1.5b-lr1e-5", Q15, "fine-tuned, lr 1e-5 (--lr-rule size's plain command)"),
+       ("ft-smollm2-lr-loss", SMOL, "fine-tuned, plain command (lr from the loss: 4.5e-5)")]
 TABLES = {  # (task, part: a suffix of the run names) -> [(run name, model, method)]
     ("viggo", ""): [("ft-smollm2", SMOL, "fine-tuned (ft-train)"), ("fewshot-smollm2", SMOL, "9-shot prompt"),
                     ("fewshot-qwen1.5b", Q15, "9-shot prompt"), ("ft-qwen0.5b", Q05, "fine-tuned (ft-train)"),
                     ("fewshot-qwen0.5b", Q05, "9-shot prompt"),
                     ("ft-qwen1.5b-plain", Q15, "fine-tuned, lr 2.9e-5 (the first rule's plain command)"),
                     ("ft-qwen1.5b-epochs6", Q15, "fine-tuned, lr 2.9e-5, --epochs 6"),
-                    ("ft-qwen1.5b-lr1e-5", Q15, "fine-tuned, plain command (lr 1e-5)"),
+                    ("ft-qwen1.5b-lr1e-5", Q15, "fine-tuned, lr 1e-5 (--lr-rule size's plain command)"),
+                    ("ft-qwen1.5b-lr-loss", Q15, "fine-tuned, plain command (lr from the loss: 3.3e-5)"),
                     ("ft-qwen1.5b-lr5e-5", Q15, "fine-tuned, --lr 5e-5 (diverged)")],
     ("sql", "spider"): SQL,
     ("sql", "wikisql"): SQL,
@@ -46,8 +48,10 @@ TABLES = {  # (task, part: a suffix of the run names) -> [(run name, model, meth
                     ("ft-qwen1.5b-plain", Q15, "fine-tuned, lr 2.9e-5 (the first rule's plain command)"),
                     ("two-stage-qwen1.5b", Q15, "two-stage: MathQA, then GSM8K (lr 2.9e-5)"),
                     ("two-stage-value-qwen1.5b", Q15, "two-stage: MathQA `--answer value`, then GSM8K (lr 5e-6)"),
-                    ("ft-qwen1.5b-lr1e-5", Q15, "fine-tuned, plain command (lr 1e-5)"),
-                    ("ft-qwen1.5b-lr5e-6", Q15, "fine-tuned, --lr 5e-6")],
+                    ("ft-qwen1.5b-lr1e-5", Q15, "fine-tuned, lr 1e-5 (--lr-rule size's plain command)"),
+                    ("ft-qwen1.5b-lr-loss", Q15, "fine-tuned, plain command (lr from the loss: 4.4e-6)"),
+                    ("ft-qwen1.5b-lr5e-6", Q15, "fine-tuned, --lr 5e-6"),
+                    ("ft-smollm2-lr-loss", SMOL, "fine-tuned, plain command (lr from the loss: 3.5e-5)")],
 }
 
 

@@ -17,7 +17,8 @@ def test_dry_run_prints_the_plan_and_leaves_nothing(tmp_path, tiny_model):
     assert plan["dry_run"] is True and plan["device"] == "cuda" and plan["dtype"] == "bfloat16"
     assert plan["launch"] == "local" and plan["total_steps"] == plan["steps_per_epoch"] * plan["recipe"]["epochs"]
     assert set(plan["recipe"]["chosen"]) == {"lr", "epochs", "batch_tokens", "warmup"}
-    assert plan["recipe"]["lr_rule"] == "size" and plan["recipe"]["lr"] > 0  # --lr-rule loss: None, the workers'
+    # the default lr rule (loss) leaves the lr to the workers, who measure the loss first
+    assert plan["recipe"]["lr_rule"] == "loss" and plan["recipe"]["lr"] is None
     assert plan["data"]["train"]["records"] == 57  # 5% held out for validation
     assert [line.split(":")[1].strip() for line in proc.stderr.splitlines()][-1].startswith("plan")
     assert not (tmp_path / "new").exists()

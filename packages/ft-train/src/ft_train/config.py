@@ -85,10 +85,10 @@ class TrainConfig:
                                    "the model's; 10 at most, as the case study]", type=click.IntRange(min=1))
     lr: float | None = opt(None, "Peak learning rate (linear warmup, cosine decay to lr/10). [default: by "
                                  "--lr-rule]", type=click.FloatRange(min=0, min_open=True))  # AdamW
-    lr_rule: str = opt("size", "How the default lr is chosen: size: from the model's size (2e-4 at 135M, 1e-5 "
-                               "from 0.6B up); loss: also from the model's loss on the training targets before any "
-                               "update, measured first (2e-4 x (135M/params)^0.5 x (loss/4.19)^2; fitted, not yet "
-                               "trained with on a GPU).", type=click.Choice(LR_RULES))
+    lr_rule: str = opt("loss", "How the default lr is chosen: loss: from the model's size and its loss on the "
+                               "training targets before any update, measured first on 8 batches (2e-4 x "
+                               "(135M/params)^0.5 x (loss/4.19)^2); size: from the model's size alone (2e-4 at 135M, "
+                               "1e-5 from 0.6B up).", type=click.Choice(LR_RULES))
     warmup: float | None = opt(None, "Warmup share of all steps. [default: 3%, at least 10 steps]",
                                type=click.FloatRange(0, 1))
     weight_decay: float = opt(0.0, type=float)  # AdamW weight decay
