@@ -32,11 +32,9 @@ from pathlib import Path
 def token_nll(model, x: dict):
     """Each loss position's NLL (fp32), as ft_train.worker.CausalLMLoss sums them (unfused)."""
     import torch
+    from ft_train.worker import label_hidden
 
-    hidden = getattr(model, model.base_model_prefix)(
-        input_ids=x["input_ids"], position_ids=x.get("position_ids"), attention_mask=x.get("attention_mask"),
-        use_cache=False).last_hidden_state
-    hidden = hidden.flatten(0, 1).index_select(0, x["loss_index"])
+    hidden = label_hidden(model, x["input_ids"], x["loss_index"], x.get("position_ids"), x.get("attention_mask"))
     logits = model.get_output_embeddings()(hidden).float()
     return torch.nn.functional.cross_entropy(logits, x["loss_labels"], reduction="none")
 

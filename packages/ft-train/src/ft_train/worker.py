@@ -88,15 +88,21 @@ class CausalLMLoss(torch.nn.Module):
     def forward(self, input_ids, loss_index, loss_labels, position_ids=None, attention_mask=None,
                 masked: bool = False):
         """`masked`: some loss_labels are IGNORE (padding of a fixed-shape batch, ft_train.step_graphs)."""
-        base = getattr(self.lm, self.lm.base_model_prefix)
-        with rows_not_packed(position_ids is None):
-            hidden = base(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask,
-                          use_cache=False).last_hidden_state
-        hidden = hidden.flatten(0, 1).index_select(0, loss_index)
+        hidden = label_hidden(self.lm, input_ids, loss_index, position_ids, attention_mask)
         head = self.lm.get_output_embeddings()
         if self.fused and fusable(head):
             return linear_cross_entropy(hidden, head.weight, loss_labels, head.bias, masked=masked)
         return F.cross_entropy(head(hidden).float(), loss_labels, reduction="sum", ignore_index=IGNORE)
+
+
+def label_hidden(lm: torch.nn.Module, input_ids, loss_index, position_ids=None, attention_mask=None):
+    """The model's last hidden states at the positions that have a label ([N, hidden]): what the LM
+    head and the loss read (CausalLMLoss; bench/loss_before.py's per-token losses)."""
+    base = getattr(lm, lm.base_model_prefix)
+    with rows_not_packed(position_ids is None):
+        hidden = base(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask,
+                      use_cache=False).last_hidden_state
+    return hidden.flatten(0, 1).index_select(0, loss_index)
 
 
 @contextlib.contextmanager
