@@ -39,6 +39,7 @@ from ft_train.data import IGNORE, collate, real_tokens, shard
 from ft_train.dist import all_sum
 from ft_train.engine import Engine, make_engine
 from ft_train.fused_loss import linear_cross_entropy
+from ft_train.lean_imports import hide_unused
 from ft_train.plan import Plan
 from ft_train.tokens import resize_embeddings
 
@@ -219,6 +220,7 @@ class Progress:
 
 def train_loop_per_worker(config: dict) -> None:
     """Ray Train's entry; config is {"plan": Plan} (driver.run_workers)."""
+    hide_unused()  # a worker process of ours: before Worker imports transformers
     Worker(config["plan"]).fit()
 
 
