@@ -76,6 +76,12 @@ bench-graphs *ARGS: fetch-model
     {{venv}}/ft-prep viggo --data {{data}} --split valid > runs/profile-data/viggo-valid.jsonl
     {{venv}}/python bench/bench_graphs.py --model {{smollm}} --train runs/profile-data/viggo-train.jsonl --valid runs/profile-data/viggo-valid.jsonl --out runs/bench_graphs.json {{ARGS}}
 
+# ft-train's validation decoding eager vs its decode step replayed from a CUDA graph: s/pass, agreement (a GPU).
+bench-decode-graphs *ARGS: fetch-model
+    mkdir -p runs/profile-data
+    {{venv}}/ft-prep viggo --data {{data}} --split valid > runs/profile-data/viggo-valid.jsonl
+    {{venv}}/python bench/bench_decode_graphs.py --model {{smollm}} --valid runs/profile-data/viggo-valid.jsonl --out runs/bench_decode_graphs.json {{ARGS}}
+
 # CPU smoke run of every training-benchmark path with a tiny random model (~3 min).
 bench-train-smoke:
     {{venv}}/python bench/bench_train.py --device cpu --tiny --data-dir {{data}}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 from ft_common.decode import (
@@ -188,3 +189,68 @@ def test_batched_greedy_equals_one_by_one_and_static_equals_dynamic(model):
     static = run(model, prompts, 8, static_cache=lambda n, length: StaticCache(config=model.config,
                                                                                 max_cache_len=length))[0]
     assert static == alone
+
+
+# ---------------------------------------------------------------- the graphed step (ft_common.decode_graphs)
+
+
+class FakeGraphs:
+    """CudaGraphs' interface on the CPU: capture only records fn, as a CUDA graph's capture does
+    (running it would move the cache's length counter one step more), and each replay runs it
+    into the same output object, as a replayed graph writes its memory."""
+
+    def __init__(self, fail: str | None = None):
+        self.fail, self.warmed, self.captured, self.replays, self.drained = fail, 0, 0, 0, 0
+
+    def warm(self, fn):
+        self.warmed += 1
+        return fn()
+
+    def capture(self, fn):
+        if self.fail:
+            raise RuntimeError(self.fail)
+        self.captured += 1
+        out = SimpleNamespace(logits=None)
+
+        def replay():
+            self.replays += 1
+            out.logits = fn().logits
+
+        return replay, out
+
+    def drain(self):
+        self.drained += 1
+
+
+def static_cache_for(model):
+    from transformers import StaticCache
+
+    return lambda n, length: StaticCache(config=model.config, max_cache_len=length)
+
+
+def test_the_graphed_step_replays_with_each_steps_inputs(model):
+    from ft_common.decode_graphs import GraphedDecodeStep
+
+    prompts = [[5, 6, 7, 8, 9, 10], [11], [12, 13, 14]]
+    eager = run(model, prompts, 8)[0]
+    graphs = FakeGraphs()
+    step = GraphedDecodeStep(model, graphs=graphs)
+    graphed = run(model, prompts, 8, static_cache=static_cache_for(model), compiled=step)[0]
+    assert graphed == eager and len({tuple(r) for r in eager}) == 3
+    # step 1 warm (eager), step 2 captured, then every step (the captured one too) replayed
+    assert (graphs.warmed, graphs.captured, step.captures) == (1, 1, 1)
+    assert graphs.replays == max(map(len, eager)) - 2 and step.failed is None  # prefill, warm-up: eager
+    # a second batch (another cache) is warmed and captured anew
+    assert run(model, prompts[:2], 8, static_cache=static_cache_for(model), compiled=step)[0] == eager[:2]
+    assert (graphs.warmed, graphs.captured) == (2, 2)
+
+
+def test_a_failed_capture_decodes_on_eagerly_and_says_why(model):
+    from ft_common.decode_graphs import GraphedDecodeStep
+
+    prompts = [[5, 6, 7], [11]]
+    graphs = FakeGraphs(fail="operation not permitted when stream is capturing")
+    step = GraphedDecodeStep(model, graphs=graphs)
+    assert run(model, prompts, 6, static_cache=static_cache_for(model), compiled=step)[0] == run(model, prompts, 6)[0]
+    assert step.failed == "RuntimeError: operation not permitted when stream is capturing"
+    assert graphs.drained == 1 and graphs.replays == 0 and step.replay is None

@@ -9,6 +9,7 @@
 #   RUNS: comma-separated names from `python bench/time_to_accuracy.py --list`, or none
 #   EXTRA_BENCH=1 first runs bench/bench_loss.py, bench_compile.py and bench_overhead.py (about 6 minutes)
 #   PREP_PROFILE=1: ft-train's prepare (--dry-run, ViGGO) under cProfile and -X importtime, cold and warm token cache
+#   DECODE_BENCH=1: bench/bench_decode_graphs.py (validation decoding eager vs from a CUDA graph) on ViGGO
 #   GRAPHS_BENCH=1 first runs bench/bench_graphs.py (eager vs --cuda-graphs steps; GRAPHS_STEPS, default 160)
 #   RECORD=RUN[,RUN]: those runs' ft-train on a pty under `script` (RUN.terminal.txt: the user's terminal)
 #   ENGINES=hf,vllm: each run's best checkpoint also served by these engines in float32 and their verdicts
@@ -47,6 +48,10 @@ if [ -n "${GRAPHS_BENCH:-}" ]; then  # eager vs CUDA-graph steps on ViGGO's plan
     || log "bench_graphs failed"
   python3 -c "import pytest" 2>/dev/null && FT_TEST_DATA=$PWD/.carry/prof timeout 120 python3 -m pytest -q \
     -p no:cacheprovider tests/train/test_step_graphs.py > "$W/test_step_graphs.txt" 2>&1  # carry .carry/prof
+fi
+if [ -n "${DECODE_BENCH:-}" ]; then  # the validation decode (--select-by accuracy) eager vs replayed from a CUDA graph
+  timeout 240 python3 bench/bench_decode_graphs.py --model "$model" --valid .carry/data/viggo-valid.jsonl \
+    --out "$W/bench_decode_graphs.json" >&2 || log "bench_decode_graphs failed"
 fi
 # The acceptance's wall time is with the model already de-quantized in the cache: do that first, once.
 python3 -c "import sys; from ft_common.models import resolve_model; print(resolve_model(sys.argv[1]).path)" "$model" >&2

@@ -132,7 +132,8 @@ def decode(model, prompts: Sequence[Sequence[int]], *, device, pad: int, new: in
     - inference: torch.inference_mode(); False: torch.no_grad() (DeepSpeed ZeRO-3's parameter
       hooks need ordinary tensors).
     - static_cache(batch, length) -> a StaticCache: fixed shapes; None: a DynamicCache.
-    - compiled: model.forward compiled with CUDA graphs, run for the decode steps over a static
+    - compiled: model.forward compiled with CUDA graphs (ft-infer's --compile), or a
+      GraphedDecodeStep (ft_common.decode_graphs), run for the decode steps over a static
       cache; prompt widths are rounded up to 64 (fewer shapes, fewer compiles).
     - on_step(n): told after the n-th token (host side only: no device sync).
     """
@@ -178,7 +179,8 @@ def decode(model, prompts: Sequence[Sequence[int]], *, device, pad: int, new: in
             if static:  # fixed shapes: the whole mask, the cache slot to fill
                 extra["cache_position"] = torch.full((1,), width + step, dtype=torch.long, device=device)
                 if compiled is not None:  # CUDA graphs: the last step's outputs are no longer needed
-                    torch.compiler.cudagraph_mark_step_begin()
+                    # (torch.compile's; a step of our own says so with step_begin, or needs nothing)
+                    getattr(compiled, "step_begin", torch.compiler.cudagraph_mark_step_begin)()
                 logits = (compiled or model)(input_ids=token[:, None], attention_mask=real[:, None, None, :],
                                              position_ids=position, use_cache=True, **cache, **extra).logits[:, -1]
             else:

@@ -100,15 +100,23 @@ def default_max_new_tokens(tokenizer, records: Iterable[dict]) -> int:
 
 
 def greedy_complete(model, tokenizer, prompts: Sequence[str], stop_id: int, max_new_tokens: int = 256,
-                    batch_size: int = 32, device=None, synced_gpus: bool = False) -> list[str]:
+                    batch_size: int = 32, device=None, synced_gpus: bool = False,
+                    cuda_graphs: bool = False) -> list[str]:
     """Greedy completions of `prompts`, each cut before its stop token (or eos)."""
     return [text for text, _ in complete(model, tokenizer, prompts, stop_id, max_new_tokens,
-                                         batch_size, device, synced_gpus)]
+                                         batch_size, device, synced_gpus, cuda_graphs)]
 
 
 def complete(model, tokenizer, prompts: Sequence[str], stop_id: int, max_new_tokens: int = 256,
-             batch_size: int = 32, device=None, synced_gpus: bool = False) -> list[tuple[str, str]]:
+             batch_size: int = 32, device=None, synced_gpus: bool = False, cuda_graphs: bool = False,
+             graphs_report: dict | None = None) -> list[tuple[str, str]]:
     """(completion, finish_reason) per prompt, in order; finish_reason "stop" or "length" as ft-infer.
+
+    cuda_graphs (a CUDA device, not under synced_gpus): the decode steps over a static KV cache,
+    replayed from a CUDA graph (ft_common.decode_graphs; a small model's step is launch-bound).
+    The cache holds every key slot from the start, so sums run over masked slots too: in bf16 an
+    argmax may rarely differ from the eager loop's. graphs_report, when given, gets "failed" if
+    capturing did not work (the steps then ran eagerly).
 
     synced_gpus (DeepSpeed ZeRO-3): every forward gathers parameters from every rank, so
     all ranks must run the same number of forwards. A rank whose batch has stopped keeps
@@ -120,6 +128,13 @@ def complete(model, tokenizer, prompts: Sequence[str], stop_id: int, max_new_tok
     from ft_common.decode import attention_without_cudnn, cut_completion, decode, eos_ids, pad_id
 
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    step, static_cache = None, None
+    if cuda_graphs and device.type == "cuda" and not synced_gpus:
+        from ft_common.decode_graphs import GraphedDecodeStep
+        from transformers import StaticCache
+
+        step = GraphedDecodeStep(model)
+        static_cache = lambda n, length: StaticCache(config=model.config, max_cache_len=length)  # noqa: E731
     stops = {stop_id} | eos_ids(tokenizer, getattr(model, "generation_config", None))
     stop_text = tokenizer.decode([stop_id], skip_special_tokens=False)
     encoded = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]  # as ft-infer encodes
@@ -135,12 +150,17 @@ def complete(model, tokenizer, prompts: Sequence[str], stop_id: int, max_new_tok
                 rows = decode(model, [encoded[i] for i in batch], device=device, pad=pad_id(tokenizer),
                               new=max_new_tokens, stop_ids=stops, inference=False,
                               # ZeRO-3: ranks step until all are done; else the lagged flag (no wait per step)
-                              all_done=_all_ranks_done if synced_gpus else None)
+                              all_done=_all_ranks_done if synced_gpus else None,
+                              static_cache=static_cache, compiled=step)
             for i, ids in zip(batch, rows, strict=True):
                 text, reason, _ = cut_completion(tokenizer, ids, stops, (stop_text,) if stop_text else ())
                 out[i] = (text, reason)
     finally:
         model.train(was_training)
+        if step is not None:
+            step.release()
+            if step.failed and graphs_report is not None:
+                graphs_report["failed"] = step.failed
     return out
 
 
@@ -169,8 +189,9 @@ def _on_backend(t):
 
 def valid_accuracy(model, tokenizer, records: Sequence[dict], stop_id: int, *, checker, device=None,
                    batch_size: int = 32, rank: int = 0, world: int = 1, max_new_tokens: int | None = None,
-                   synced_gpus: bool = False) -> dict:
-    """{"val_accuracy", "val_n", "val_gen_s"} of the checker's verdicts on greedy completions.
+                   synced_gpus: bool = False, cuda_graphs: bool = False) -> dict:
+    """{"val_accuracy", "val_n", "val_gen_s"} of the checker's verdicts on greedy completions
+    (and "val_graphs_failed" when cuda_graphs was asked for and its capture failed: see complete).
 
     `records` is the whole sample, the same on every rank (`sample()`); each rank generates
     for its strided share, padded with repeats that are not counted so that every rank runs
@@ -189,8 +210,9 @@ def valid_accuracy(model, tokenizer, records: Sequence[dict], stop_id: int, *, c
     counted = len(mine)
     if records:
         mine += [records[0]] * (per_rank - counted)  # filler: same number of batches on every rank
+    report: dict = {}
     results = complete(model, tokenizer, [r["prompt"] for r in mine], stop_id, max_new_tokens,
-                       batch_size, device, synced_gpus)
+                       batch_size, device, synced_gpus, cuda_graphs, report)
     correct = errors = 0
     for record, (text, reason) in zip(mine[:counted], results, strict=False):
         scored = {**record, "completion": text, "finish_reason": reason}  # what ft-infer writes
@@ -204,4 +226,5 @@ def valid_accuracy(model, tokenizer, records: Sequence[dict], stop_id: int, *, c
         torch.distributed.all_reduce(counts)
     correct, n, errors = (int(v) for v in counts.tolist())
     return {"val_accuracy": correct / n if n else None, "val_n": n, "val_errors": errors,
-            "val_gen_s": round(time.perf_counter() - start, 3)}
+            "val_gen_s": round(time.perf_counter() - start, 3),
+            **({"val_graphs_failed": report["failed"]} if "failed" in report else {})}

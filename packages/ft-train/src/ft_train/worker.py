@@ -232,6 +232,7 @@ class Worker:
 
         self.marks = {"worker_start": time.time()}  # rank 0's, for the manifest's timing (driver.train)
         self.spent = {"train_s": 0.0, "eval_s": 0.0}
+        self.decode_graphs_failed = False
         self.plan = plan
         cfg = self.cfg = plan.cfg
         ctx = ray.train.get_context()
@@ -362,10 +363,17 @@ class Worker:
         from ft_train.valid_accuracy import valid_accuracy
 
         with self.engine.autocast():
-            return valid_accuracy(self.model, self.tokenizer, self.plan.eval_records, self.plan.stop_id,
-                                  checker=checker, device=self.device,
-                                  batch_size=len(self.plan.eval_records) if self.device.type == "cuda" else 32,
-                                  rank=self.rank, world=self.world, synced_gpus=self.plan.zero.stage == 3)
+            result = valid_accuracy(self.model, self.tokenizer, self.plan.eval_records, self.plan.stop_id,
+                                    checker=checker, device=self.device,
+                                    batch_size=len(self.plan.eval_records) if self.device.type == "cuda" else 32,
+                                    rank=self.rank, world=self.world, synced_gpus=self.plan.zero.stage == 3,
+                                    # where training steps are graphed, so are the decode steps
+                                    cuda_graphs=self.cfg.cuda_graphs == "on")
+        if "val_graphs_failed" in result and not self.decode_graphs_failed:
+            self.decode_graphs_failed = True  # said once; metrics.jsonl has it every epoch
+            print(f"ft-train: CUDA graph capture of the validation decode step failed "
+                  f"({result['val_graphs_failed']}); decoding eagerly", file=sys.stderr, flush=True)
+        return result
 
     def train_epoch(self, epoch: int, p: Progress) -> float:
         """Train this rank's share of the epoch's batches (from p.batch on); the mean train loss, all ranks."""
