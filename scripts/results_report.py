@@ -30,6 +30,7 @@ SQL = [("ft-smollm2", SMOL, "fine-tuned"), ("fewshot-smollm2", SMOL, "few-shot")
        ("ft-qwen1.5b-plain", Q15, "fine-tuned, lr 2.9e-5 (the first rule's plain command)"),
        ("ft-qwen1.5b-epochs2", Q15, "fine-tuned, lr 2.9e-5, --epochs 2"),
        ("ft-qwen1.5b-lr1e-5", Q15, "fine-tuned, lr 1e-5 (--lr-rule size's plain command)"),
+       ("ft-qwen1.5b-lr-loss", Q15, "fine-tuned, plain command (lr from the loss: 9.2e-6)"),
        ("ft-smollm2-lr-loss", SMOL, "fine-tuned, plain command (lr from the loss: 4.5e-5)")]
 TABLES = {  # (task, part: a suffix of the run names) -> [(run name, model, method)]
     ("viggo", ""): [("ft-smollm2", SMOL, "fine-tuned (ft-train)"), ("fewshot-smollm2", SMOL, "9-shot prompt"),
