@@ -10,6 +10,7 @@
 #   EXTRA_BENCH=1 first runs bench/bench_loss.py, bench_compile.py and bench_overhead.py (about 6 minutes)
 #   PREP_PROFILE=1: ft-train's prepare (--dry-run, ViGGO) under cProfile and -X importtime, cold and warm token cache
 #   DECODE_BENCH=1: bench/bench_decode_graphs.py (validation decoding eager vs from a CUDA graph) on ViGGO
+#   DECODE_BENCH_RUN=RUN: the same after the runs, on RUN's best checkpoint (a ViGGO run)
 #   GRAPHS_BENCH=1 first runs bench/bench_graphs.py (eager vs --cuda-graphs steps; GRAPHS_STEPS, default 160)
 #   RECORD=RUN[,RUN]: those runs' ft-train on a pty under `script` (RUN.terminal.txt: the user's terminal)
 #   ENGINES=hf,vllm: each run's best checkpoint also served by these engines in float32 and their verdicts
@@ -74,6 +75,11 @@ if [ -n "${ENGINES:-}" ] && [ -d /tmp/vstage ]; then  # vLLM's pieces (vllm_stag
 fi
 [ "$runs" = none ] || timeout "${PHASE_TIMEOUT:-540}" python3 bench/time_to_accuracy.py --data .carry/data --model "$model" --runs "$runs" \
   --out "$W/time_to_accuracy.json" --work "$W" --record "${RECORD:-}" ${ENGINES:+--engines "$ENGINES"}
+if [ -n "${DECODE_BENCH_RUN:-}" ] && [ -e "$W/$DECODE_BENCH_RUN/best" ]; then  # the same on a fine-tuned checkpoint
+  timeout 240 python3 bench/bench_decode_graphs.py --model "$W/$DECODE_BENCH_RUN/best" \
+    --valid .carry/data/viggo-valid.jsonl --out "$W/bench_decode_graphs_$DECODE_BENCH_RUN.json" >&2 \
+    || log "bench_decode_graphs on $DECODE_BENCH_RUN failed"
+fi
 if [ -n "${MFU:-}" ]; then
   python3 - <<'PY' >&2
 import torch, transformers
