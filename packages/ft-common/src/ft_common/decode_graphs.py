@@ -12,9 +12,9 @@ the stream the graph will be captured on (lazy initialisation, cuBLAS's set-up a
 choices happen before any capture), the second captures, and every call after copies its inputs
 into the graph's buffers and replays. What it returns (the captured output, whose logits live in
 the graph's memory) holds each replay's logits until the next call; decode() takes the next token
-from them first. A new cache (another batch) is
-captured anew. If capturing fails (an op that waits on the host, in some model's forward), the
-step runs eagerly from then on and `failed` says why.
+from them first. A new cache (another batch) is captured anew. If capturing fails (an op that
+waits on the host, in some model's forward), the step runs eagerly from then on and `failed`
+says why.
 """
 
 from __future__ import annotations
