@@ -254,3 +254,26 @@ def test_a_failed_capture_decodes_on_eagerly_and_says_why(model):
     assert run(model, prompts, 6, static_cache=static_cache_for(model), compiled=step)[0] == run(model, prompts, 6)[0]
     assert step.failed == "RuntimeError: operation not permitted when stream is capturing"
     assert graphs.drained == 1 and graphs.replays == 0 and step.replay is None
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not _cuda(), reason="needs a CUDA device")
+def test_on_cuda_a_real_capture_gives_the_eager_tokens(model):
+    # fp32, so the static cache's extra (masked) slots change no argmax on the tiny model
+    import copy
+
+    import torch
+    from ft_common.decode_graphs import GraphedDecodeStep
+
+    gpu = copy.deepcopy(model).to("cuda")
+    prompts = [[5, 6, 7, 8, 9, 10], [11], [12, 13, 14]]
+    kw = {"device": torch.device("cuda"), "pad": 0, "new": 8, "stop_ids": {STOP}}
+    eager = decode(gpu, prompts, **kw)
+    step = GraphedDecodeStep(gpu)
+    assert decode(gpu, prompts, static_cache=static_cache_for(gpu), compiled=step, **kw) == eager
+    assert step.captures == 1 and step.failed is None
