@@ -2,7 +2,7 @@
 # Stage what the GPU machine lacks (it has torch, transformers and accelerate, no
 # network) into pieces small enough to carry, one piece per device call.
 #
-#   bash tools/airgap-gpu/gpu_stage.sh            # -> .carry/p0 .. .carry/pN (each <= 57 MiB)
+#   bash tools/airgap-gpu/gpu_stage.sh            # -> .carry/p0 .. .carry/pN (each <= 52 MiB)
 #
 # On the device, each call copies its piece to /tmp/stage (the machine stays warm
 # between back-to-back calls), and the last one runs tools/airgap-gpu/gpu_unstage.sh.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Here (with network): what recipe_phase.sh needs on the air-gapped GPU machine, in pieces of at
-# most 57 MiB, one per device call: .carry/s0.. (the wheels in .whl/, the record files of
+# most 52 MiB, one per device call: .carry/s0.. (the wheels in .whl/, the record files of
 # scripts/make_gpu_data.sh, the SmolLM2 GGUF) and .carry/q0.. (the Qwen2.5-Coder-0.5B GGUF, for
 # the 0.5B runs); .carry/src is a clean snapshot of HEAD's packages, carried with the phase call.
 #

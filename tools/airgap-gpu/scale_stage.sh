@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Here (with network): everything scale_phase.sh needs on the air-gapped GPU machine, in
-# pieces of at most 57 MiB, one per device call: .carry/s0 .. .carry/sN (the bundle: the
+# pieces of at most 52 MiB, one per device call: .carry/s0 .. .carry/sN (the bundle: the
 # wheels in .whl/, the record files from scripts/make_gpu_data.sh as .carry/data.tar.xz,
 # the Qwen2.5-Coder 0.5B and 1.5B GGUFs) and .carry/src (a clean snapshot of HEAD's
 # packages, carried with the phase call so work in progress never travels).

@@ -5,7 +5,7 @@
 # lacks. pydantic, pydantic-core, annotated-types, typing-inspection, jsonschema and
 # friends travel with tools/airgap-gpu/gpu_stage.sh, so they are not repeated here.
 #
-#   bash tools/airgap-gpu/vllm_stage.sh        # -> .vllm-whl/*.whl, .carry/v0 .. .carry/vN (each <= 57 MiB)
+#   bash tools/airgap-gpu/vllm_stage.sh        # -> .vllm-whl/*.whl, .carry/v0 .. .carry/vN (each <= 52 MiB)
 #
 # On the device, each call copies its piece to /tmp/vstage; the last one runs
 # tools/airgap-gpu/vllm_unstage.sh. VLLM_WHEEL_DIR (default /tmp/vl) may already hold the
