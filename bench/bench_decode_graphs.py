@@ -1,7 +1,8 @@
 """ft-train's validation decoding (--select-by accuracy) eager and with its decode step replayed from
 a CUDA graph (ft_common.decode_graphs; on wherever --cuda-graphs is): the same prompts, greedy, in
 one batch as the training worker runs them. Reports seconds per pass (after one untimed pass each),
-milliseconds per generated token position, and how many completions agree. Needs a CUDA device.
+milliseconds per generated token position, how many completions agree, and (where ft-score has a
+checker for the records' task) each mode's accuracy and how many verdicts agree. Needs a CUDA device.
 
     python bench/bench_decode_graphs.py --model models/SmolLM2-135M-Instruct.Q4_1.gguf \
         --valid .carry/data/viggo-valid.jsonl --n 256 --out bench_decode_graphs.json
@@ -26,9 +27,10 @@ def main() -> None:
 
     import torch
     import transformers
+    from ft_common.errors import FtError
     from ft_common.jsonl import read_records
     from ft_common.models import resolve_model
-    from ft_train.valid_accuracy import complete, default_max_new_tokens, sample
+    from ft_train.valid_accuracy import checker_for, complete, default_max_new_tokens, sample
 
     path = resolve_model(args.model).path
     tokenizer = transformers.AutoTokenizer.from_pretrained(path)
@@ -61,6 +63,20 @@ def main() -> None:
         out[mode] = {"s_per_pass": round(s, 3), "ms_per_position": round(1000 * s / positions, 2),
                      **({"failed": report["failed"]} if report else {})}
     out["same_completions"] = sum(a == b for a, b in zip(texts["eager"], texts["graphs"], strict=True))
+    checker = checker_for(records)
+    if checker is not None:  # what checkpoint selection reads: the task checker's verdicts
+        def correct(record, text, reason) -> bool:
+            try:
+                return bool(checker.score({**record, "completion": text, "finish_reason": reason})["correct"])
+            except FtError:  # a record the checker refuses counts as wrong, as in valid_accuracy
+                return False
+
+        with checker:
+            verdicts = {mode: [correct(r, *done) for r, done in zip(records, texts[mode], strict=True)]
+                        for mode in texts}
+        for mode, marks in verdicts.items():
+            out[mode]["accuracy"] = round(sum(marks) / len(marks), 4)
+        out["same_verdicts"] = sum(a == b for a, b in zip(verdicts["eager"], verdicts["graphs"], strict=True))
     print(json.dumps(out))
     if args.out:
         with open(args.out, "w") as fh:
