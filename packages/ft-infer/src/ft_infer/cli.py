@@ -13,8 +13,9 @@ from ft_common.cli import (
     run,
     seed_option,
 )
+from ft_common.lean_imports import hide_unused
 
-from ft_infer.engines import ENGINES
+from ft_infer.engines import ENGINES, surely_hf
 from ft_infer.run import infer_file
 from ft_infer.types import GenerationOptions
 
@@ -83,6 +84,8 @@ def cli(input, output, model, engine, max_new_tokens, temperature, top_p, seed, 
       ft-infer -m ckpt/best --engine hf --batch-size 64 valid.jsonl -o out.jsonl --resume
       ft-prep generic data.jsonl --format chat | ft-infer --engine openai -m gpt-4o --concurrency 16
     """
+    if not use_ray and surely_hf(engine):  # the hf engine in this process (ft_common.lean_imports)
+        hide_unused()
     engine_args = {"name": engine, "model": model, "batch_size": batch_size, "device": device, "dtype": dtype,
                    "static_cache": static_cache, "compile": compile_, "base_url": base_url,
                    "concurrency": concurrency, "max_retries": max_retries, "timeout": timeout,

@@ -9,9 +9,9 @@ import sys
 
 import click
 from ft_common.cli import CONTEXT_SETTINGS, run
+from ft_common.lean_imports import hide_unused
 
 from ft_train.config import TrainConfig, cli_options
-from ft_train.lean_imports import hide_unused
 
 EPILOG = """\b
 Examples:
@@ -40,7 +40,7 @@ def cli(**params) -> None:
     the task checker's accuracy) each epoch, the best checkpoint kept.
     """
     cfg = TrainConfig.from_cli(params)
-    hide_unused()  # before the driver imports transformers (ft_train.lean_imports)
+    hide_unused()  # before the driver imports transformers (ft_common.lean_imports)
     from ft_train.driver import train
 
     with stdout_to_stderr():

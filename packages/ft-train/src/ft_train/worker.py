@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from ft_common.atomic import atomic_write
 from ft_common.jsonl import read_records
+from ft_common.lean_imports import hide_unused
 
 from ft_train import manifest, recipe
 from ft_train.checkpointer import Checkpointer
@@ -39,7 +40,6 @@ from ft_train.data import IGNORE, collate, real_tokens, shard
 from ft_train.dist import all_sum
 from ft_train.engine import Engine, make_engine
 from ft_train.fused_loss import linear_cross_entropy
-from ft_train.lean_imports import hide_unused
 from ft_train.plan import Plan
 from ft_train.tokens import resize_embeddings
 

@@ -28,6 +28,12 @@ def pick_engine(name: str) -> str:
     return "hf"
 
 
+def surely_hf(name: str) -> bool:
+    """Whether `name` resolves to the hf engine, told without importing torch (as pick_engine
+    may): hf itself, or auto where vLLM is not installed."""
+    return name == "hf" or (name == "auto" and importlib.util.find_spec("vllm") is None)
+
+
 def make_engine(name: str, model: str | None, options: GenerationOptions, *, batch_size: int | None = None,
                 device: str | None = None, dtype: str = "auto", base_url: str | None = None,
                 concurrency: int = 8, max_retries: int = 5, timeout: float = 60.0,

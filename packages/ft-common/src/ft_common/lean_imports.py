@@ -1,4 +1,4 @@
-"""Keep transformers from importing packages a causal LM's training never uses.
+"""Keep transformers from importing packages a causal LM's training and decoding never use.
 
 transformers imports torchvision, scipy (its detection losses) and, in some versions,
 scikit-learn whenever they are installed, as GPU images usually have them: about 6 s of
@@ -7,8 +7,9 @@ step"). A None in sys.modules is Python's own way to mark a module unimportable:
 importlib.util.find_spec answers None, so transformers finds them absent, and an import
 raises ImportError, which every optional import handles.
 
-Only ft-train's own processes call hide_unused (the command, and a Ray Train worker's
-entry), never at import, so a program that imports ft_train keeps its scipy.
+Only our commands' own processes call hide_unused (ft-train, and its Ray Train workers' entry;
+ft-infer where the hf engine runs in its process), never at import, so a program that imports
+ft's packages keeps its scipy.
 """
 
 from __future__ import annotations
