@@ -27,6 +27,7 @@ def main() -> None:
 
     import torch
     import transformers
+    from ft_common.decode_graphs import GraphedDecodeStep
     from ft_common.errors import FtError
     from ft_common.jsonl import read_records
     from ft_common.models import resolve_model
@@ -49,19 +50,19 @@ def main() -> None:
            "max_new_tokens": new}
     texts = {}
     for mode in ("eager", "graphs"):
-        report: dict = {}
+        graphed = GraphedDecodeStep(model) if mode == "graphs" and gpu else None
         times = []
         for _ in range(args.passes + 1):  # the first untimed: kernel choices, the allocator
             sync()
             t0 = time.perf_counter()
             texts[mode] = complete(model, tokenizer, prompts, stop_id, new, batch_size=len(prompts),
-                                   cuda_graphs=mode == "graphs", graphs_report=report)
+                                   graphed=graphed)
             sync()
             times.append(time.perf_counter() - t0)
         s = sorted(times[1:])[len(times[1:]) // 2]
         positions = max(len(tokenizer(t)["input_ids"]) for t, _ in texts[mode]) + 1
         out[mode] = {"s_per_pass": round(s, 3), "ms_per_position": round(1000 * s / positions, 2),
-                     **({"failed": report["failed"]} if report else {})}
+                     **({"failed": graphed.failed} if graphed is not None and graphed.failed else {})}
     out["same_completions"] = sum(a == b for a, b in zip(texts["eager"], texts["graphs"], strict=True))
     checker = checker_for(records)
     if checker is not None:  # what checkpoint selection reads: the task checker's verdicts

@@ -250,10 +250,14 @@ def test_a_failed_capture_decodes_on_eagerly_and_says_why(model):
 
     prompts = [[5, 6, 7], [11]]
     graphs = FakeGraphs(fail="operation not permitted when stream is capturing")
-    step = GraphedDecodeStep(model, graphs=graphs)
+    told = []
+    step = GraphedDecodeStep(model, graphs=graphs, on_failure=told.append)
     assert run(model, prompts, 6, static_cache=static_cache_for(model), compiled=step)[0] == run(model, prompts, 6)[0]
     assert step.failed == "RuntimeError: operation not permitted when stream is capturing"
     assert graphs.drained == 1 and graphs.replays == 0 and step.replay is None
+    # a later batch (the next epoch's) decodes eagerly without trying again; told once
+    assert run(model, prompts, 6, static_cache=static_cache_for(model), compiled=step)[0] == run(model, prompts, 6)[0]
+    assert graphs.drained == 1 and told == [step.failed]
 
 
 def _cuda() -> bool:

@@ -50,10 +50,11 @@ if [ -n "${GRAPHS_BENCH:-}" ]; then  # eager vs CUDA-graph steps on ViGGO's plan
   python3 -c "import pytest" 2>/dev/null && FT_TEST_DATA=$PWD/.carry/prof timeout 120 python3 -m pytest -q \
     -p no:cacheprovider tests/train/test_step_graphs.py > "$W/test_step_graphs.txt" 2>&1  # carry .carry/prof
 fi
-if [ -n "${DECODE_BENCH:-}" ]; then  # the validation decode (--select-by accuracy) eager vs replayed from a CUDA graph
-  timeout 240 python3 bench/bench_decode_graphs.py --model "$model" --valid .carry/data/viggo-valid.jsonl \
-    --out "$W/bench_decode_graphs.json" >&2 || log "bench_decode_graphs failed"
-fi
+decode_bench() {  # MODEL OUT: the validation decode (--select-by accuracy) eager vs replayed from a CUDA graph
+  timeout 240 python3 bench/bench_decode_graphs.py --model "$1" --valid .carry/data/viggo-valid.jsonl \
+    --out "$W/$2" >&2 || log "bench_decode_graphs on $1 failed"
+}
+[ -n "${DECODE_BENCH:-}" ] && decode_bench "$model" bench_decode_graphs.json
 # The acceptance's wall time is with the model already de-quantized in the cache: do that first, once.
 python3 -c "import sys; from ft_common.models import resolve_model; print(resolve_model(sys.argv[1]).path)" "$model" >&2
 if [ -n "${PREP_PROFILE:-}" ]; then  # where this host's seconds before the first step go: ft-train's prepare under
@@ -76,9 +77,7 @@ fi
 [ "$runs" = none ] || timeout "${PHASE_TIMEOUT:-540}" python3 bench/time_to_accuracy.py --data .carry/data --model "$model" --runs "$runs" \
   --out "$W/time_to_accuracy.json" --work "$W" --record "${RECORD:-}" ${ENGINES:+--engines "$ENGINES"}
 if [ -n "${DECODE_BENCH_RUN:-}" ] && [ -e "$W/$DECODE_BENCH_RUN/best" ]; then  # the same on a fine-tuned checkpoint
-  timeout 240 python3 bench/bench_decode_graphs.py --model "$W/$DECODE_BENCH_RUN/best" \
-    --valid .carry/data/viggo-valid.jsonl --out "$W/bench_decode_graphs_$DECODE_BENCH_RUN.json" >&2 \
-    || log "bench_decode_graphs on $DECODE_BENCH_RUN failed"
+  decode_bench "$W/$DECODE_BENCH_RUN/best" "bench_decode_graphs_$DECODE_BENCH_RUN.json"
 fi
 if [ -n "${MFU:-}" ]; then
   python3 - <<'PY' >&2

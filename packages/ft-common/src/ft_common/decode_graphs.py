@@ -13,8 +13,8 @@ choices happen before any capture), the second captures, and every call after co
 into the graph's buffers and replays. What it returns (the captured output, whose logits live in
 the graph's memory) holds each replay's logits until the next call; decode() takes the next token
 from them first. A new cache (another batch) is captured anew. If capturing fails (an op that
-waits on the host, in some model's forward), the step runs eagerly from then on and `failed`
-says why.
+waits on the host, in some model's forward), the step runs eagerly from then on, for every later
+batch too, `failed` says why and `on_failure(why)`, if given, is told once.
 """
 
 from __future__ import annotations
@@ -63,8 +63,9 @@ class CudaGraphs:
 
 
 class GraphedDecodeStep:
-    def __init__(self, model, graphs=None):
+    def __init__(self, model, graphs=None, on_failure: Callable[[str], None] | None = None):
         self.model = model
+        self.on_failure = on_failure
         self.graphs = graphs  # CudaGraphs(), made on first use (tests give their own)
         self.replay: Callable | None = None
         self.cache = None  # the StaticCache the graph writes into
@@ -102,6 +103,8 @@ class GraphedDecodeStep:
             self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
             self.release()
             self.graphs.drain()
+            if self.on_failure is not None:
+                self.on_failure(self.failed)
             return False
         self.captures += 1
         return True

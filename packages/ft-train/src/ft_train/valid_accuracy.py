@@ -100,23 +100,22 @@ def default_max_new_tokens(tokenizer, records: Iterable[dict]) -> int:
 
 
 def greedy_complete(model, tokenizer, prompts: Sequence[str], stop_id: int, max_new_tokens: int = 256,
-                    batch_size: int = 32, device=None, synced_gpus: bool = False,
-                    cuda_graphs: bool = False) -> list[str]:
+                    batch_size: int = 32, device=None, synced_gpus: bool = False) -> list[str]:
     """Greedy completions of `prompts`, each cut before its stop token (or eos)."""
     return [text for text, _ in complete(model, tokenizer, prompts, stop_id, max_new_tokens,
-                                         batch_size, device, synced_gpus, cuda_graphs)]
+                                         batch_size, device, synced_gpus)]
 
 
 def complete(model, tokenizer, prompts: Sequence[str], stop_id: int, max_new_tokens: int = 256,
-             batch_size: int = 32, device=None, synced_gpus: bool = False, cuda_graphs: bool = False,
-             graphs_report: dict | None = None) -> list[tuple[str, str]]:
+             batch_size: int = 32, device=None, synced_gpus: bool = False,
+             graphed=None) -> list[tuple[str, str]]:
     """(completion, finish_reason) per prompt, in order; finish_reason "stop" or "length" as ft-infer.
 
-    cuda_graphs (a CUDA device, not under synced_gpus): the decode steps over a static KV cache,
-    replayed from a CUDA graph (ft_common.decode_graphs; a small model's step is launch-bound).
-    The cache holds every key slot from the start, so sums run over masked slots too: in bf16 an
-    argmax may rarely differ from the eager loop's. graphs_report, when given, gets "failed" if
-    capturing did not work (the steps then ran eagerly).
+    graphed (a ft_common.decode_graphs.GraphedDecodeStep of `model`, on a CUDA device, not under
+    synced_gpus): the decode steps over a static KV cache, replayed from a CUDA graph (a small
+    model's step is launch-bound); its graph is released at the end. The cache holds every key
+    slot from the start, so sums run over masked slots too: in bf16 an argmax may rarely differ
+    from the eager loop's.
 
     synced_gpus (DeepSpeed ZeRO-3): every forward gathers parameters from every rank, so
     all ranks must run the same number of forwards. A rank whose batch has stopped keeps
@@ -128,12 +127,10 @@ def complete(model, tokenizer, prompts: Sequence[str], stop_id: int, max_new_tok
     from ft_common.decode import attention_without_cudnn, cut_completion, decode, eos_ids, pad_id
 
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    step, static_cache = None, None
-    if cuda_graphs and device.type == "cuda" and not synced_gpus:
-        from ft_common.decode_graphs import GraphedDecodeStep
+    static_cache = None
+    if graphed is not None:
         from transformers import StaticCache
 
-        step = GraphedDecodeStep(model)
         static_cache = lambda n, length: StaticCache(config=model.config, max_cache_len=length)  # noqa: E731
     stops = {stop_id} | eos_ids(tokenizer, getattr(model, "generation_config", None))
     stop_text = tokenizer.decode([stop_id], skip_special_tokens=False)
@@ -151,16 +148,14 @@ def complete(model, tokenizer, prompts: Sequence[str], stop_id: int, max_new_tok
                               new=max_new_tokens, stop_ids=stops, inference=False,
                               # ZeRO-3: ranks step until all are done; else the lagged flag (no wait per step)
                               all_done=_all_ranks_done if synced_gpus else None,
-                              static_cache=static_cache, compiled=step)
+                              static_cache=static_cache, compiled=graphed)
             for i, ids in zip(batch, rows, strict=True):
                 text, reason, _ = cut_completion(tokenizer, ids, stops, (stop_text,) if stop_text else ())
                 out[i] = (text, reason)
     finally:
         model.train(was_training)
-        if step is not None:
-            step.release()
-            if step.failed and graphs_report is not None:
-                graphs_report["failed"] = step.failed
+        if graphed is not None:
+            graphed.release()
     return out
 
 
@@ -189,9 +184,9 @@ def _on_backend(t):
 
 def valid_accuracy(model, tokenizer, records: Sequence[dict], stop_id: int, *, checker, device=None,
                    batch_size: int = 32, rank: int = 0, world: int = 1, max_new_tokens: int | None = None,
-                   synced_gpus: bool = False, cuda_graphs: bool = False) -> dict:
+                   synced_gpus: bool = False, graphed=None) -> dict:
     """{"val_accuracy", "val_n", "val_gen_s"} of the checker's verdicts on greedy completions
-    (and "val_graphs_failed" when cuda_graphs was asked for and its capture failed: see complete).
+    (and "val_graphs_failed" when `graphed`, see complete, could not capture and decoded eagerly).
 
     `records` is the whole sample, the same on every rank (`sample()`); each rank generates
     for its strided share, padded with repeats that are not counted so that every rank runs
@@ -210,9 +205,8 @@ def valid_accuracy(model, tokenizer, records: Sequence[dict], stop_id: int, *, c
     counted = len(mine)
     if records:
         mine += [records[0]] * (per_rank - counted)  # filler: same number of batches on every rank
-    report: dict = {}
     results = complete(model, tokenizer, [r["prompt"] for r in mine], stop_id, max_new_tokens,
-                       batch_size, device, synced_gpus, cuda_graphs, report)
+                       batch_size, device, synced_gpus, graphed)
     correct = errors = 0
     for record, (text, reason) in zip(mine[:counted], results, strict=False):
         scored = {**record, "completion": text, "finish_reason": reason}  # what ft-infer writes
@@ -227,4 +221,4 @@ def valid_accuracy(model, tokenizer, records: Sequence[dict], stop_id: int, *, c
     correct, n, errors = (int(v) for v in counts.tolist())
     return {"val_accuracy": correct / n if n else None, "val_n": n, "val_errors": errors,
             "val_gen_s": round(time.perf_counter() - start, 3),
-            **({"val_graphs_failed": report["failed"]} if "failed" in report else {})}
+            **({"val_graphs_failed": graphed.failed} if graphed is not None and graphed.failed else {})}

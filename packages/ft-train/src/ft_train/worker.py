@@ -30,6 +30,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from ft_common.atomic import atomic_write
+from ft_common.decode_graphs import GraphedDecodeStep
 from ft_common.jsonl import read_records
 from ft_common.lean_imports import hide_unused
 
@@ -232,7 +233,6 @@ class Worker:
 
         self.marks = {"worker_start": time.time()}  # rank 0's, for the manifest's timing (driver.train)
         self.spent = {"train_s": 0.0, "eval_s": 0.0}
-        self.decode_graphs_failed = False
         self.plan = plan
         cfg = self.cfg = plan.cfg
         ctx = ray.train.get_context()
@@ -265,6 +265,11 @@ class Worker:
 
             self.engine.use_graphs(shape_table(plan.train_batches, cfg.ctx_len, cfg.pad_multiple), self.pad_id,
                                    log=lambda line: print(line, file=sys.stderr, flush=True))
+        # Where the training steps are graphed, so are --select-by accuracy's decode steps (one for the
+        # run: after a failed capture every later epoch decodes eagerly, said once).
+        self.decode_step = GraphedDecodeStep(self.model, on_failure=lambda why: print(
+            f"ft-train: CUDA graph capture of the validation decode step failed ({why}); decoding eagerly",
+            file=sys.stderr, flush=True)) if cfg.cuda_graphs == "on" else None
         self.tokenizer = tokenizer
         self.ckpt = Checkpointer(cfg, self.engine, self.rank, self.model, tokenizer, plan.stop_id)
         self.metrics: Metrics | None = None
@@ -363,17 +368,11 @@ class Worker:
         from ft_train.valid_accuracy import valid_accuracy
 
         with self.engine.autocast():
-            result = valid_accuracy(self.model, self.tokenizer, self.plan.eval_records, self.plan.stop_id,
-                                    checker=checker, device=self.device,
-                                    batch_size=len(self.plan.eval_records) if self.device.type == "cuda" else 32,
-                                    rank=self.rank, world=self.world, synced_gpus=self.plan.zero.stage == 3,
-                                    # where training steps are graphed, so are the decode steps
-                                    cuda_graphs=self.cfg.cuda_graphs == "on")
-        if "val_graphs_failed" in result and not self.decode_graphs_failed:
-            self.decode_graphs_failed = True  # said once; metrics.jsonl has it every epoch
-            print(f"ft-train: CUDA graph capture of the validation decode step failed "
-                  f"({result['val_graphs_failed']}); decoding eagerly", file=sys.stderr, flush=True)
-        return result
+            return valid_accuracy(self.model, self.tokenizer, self.plan.eval_records, self.plan.stop_id,
+                                  checker=checker, device=self.device,
+                                  batch_size=len(self.plan.eval_records) if self.device.type == "cuda" else 32,
+                                  rank=self.rank, world=self.world, synced_gpus=self.plan.zero.stage == 3,
+                                  graphed=self.decode_step)
 
     def train_epoch(self, epoch: int, p: Progress) -> float:
         """Train this rank's share of the epoch's batches (from p.batch on); the mean train loss, all ranks."""

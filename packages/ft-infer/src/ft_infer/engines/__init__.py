@@ -23,7 +23,7 @@ def pick_engine(name: str) -> str:
     """`auto` is vllm when it is importable and a CUDA GPU is present, else hf."""
     if name != "auto":
         return name
-    if importlib.util.find_spec("vllm") is not None and cuda_available():
+    if not surely_hf(name) and cuda_available():
         return "vllm"
     return "hf"
 
