@@ -70,3 +70,27 @@ def test_a_model_without_known_blocks_is_left_alone():
     model = torch.nn.Sequential(torch.nn.Linear(4, 4))
     assert compile_blocks(model) == 0
     assert "forward" not in vars(model[0])
+
+
+def test_blocks_inside_ft_trains_loss_wrapper_are_found_and_run_compiled(tiny_model):
+    # PlainEngine is handed worker.CausalLMLoss, which holds the transformers model: until
+    # 2026-12-06 compile_blocks looked for block classes on the wrapper only, found none, and
+    # --compile trained eagerly without a word (the H100 runs' losses matched eager to the last digit).
+    from ft_train.compile import compile_blocks
+    from ft_train.worker import CausalLMLoss
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    eager, compiled = CausalLMLoss(_model(tiny_model).train()), CausalLMLoss(_model(tiny_model).train())
+    assert compile_blocks(compiled) == 2
+    ids = torch.randint(0, 500, (2, 16), generator=torch.Generator().manual_seed(0))
+    index = torch.arange(2 * 16 - 2)  # flattened positions with a label
+    labels = ids.flatten()[1:-1]
+    losses = []
+    for model in (eager, compiled):
+        loss = model(input_ids=ids, loss_index=index, loss_labels=labels)
+        loss.backward()
+        losses.append(loss.detach())
+    assert counters["stats"]["unique_graphs"] == 1  # the compiled blocks ran
+    assert torch.allclose(losses[0], losses[1], rtol=1e-5)

@@ -14,9 +14,13 @@ import torch
 
 
 def block_classes(model: torch.nn.Module) -> set[str]:
-    """The model's transformer block class names (transformers' `_no_split_modules`: what device
-    maps and FSDP keep whole), e.g. {"LlamaDecoderLayer"}."""
-    return set(getattr(model, "_no_split_modules", None) or ())
+    """The transformer block class names (transformers' `_no_split_modules`: what device maps and
+    FSDP keep whole), e.g. {"LlamaDecoderLayer"}, of the model or of any model inside it: ft-train
+    hands in its loss wrapper (worker.CausalLMLoss), which holds the transformers model."""
+    names: set[str] = set()
+    for module in model.modules():
+        names |= set(getattr(module, "_no_split_modules", None) or ())
+    return names
 
 
 def compile_blocks(model: torch.nn.Module) -> int:

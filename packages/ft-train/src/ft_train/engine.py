@@ -201,6 +201,7 @@ class Engine:
     optimizer and scheduler."""
 
     graphs = None  # ft_train.step_graphs.StepGraphs: PlainEngine.use_graphs (--cuda-graphs)
+    compiled_blocks = 0  # transformer blocks compiled (--compile, PlainEngine)
 
     def __init__(self, cfg, device: torch.device, total_steps: int):
         self.cfg, self.device = cfg, device
@@ -286,10 +287,11 @@ class PlainEngine(Engine):
 
             self.forward_model = DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
+        self.compiled_blocks = 0
         if cfg.compile:  # each transformer block, for training steps (ft_train/compile.py)
             from ft_train.compile import compile_blocks
 
-            compile_blocks(model)
+            self.compiled_blocks = compile_blocks(model)
         params = self.master.parameters() if self.master else model.parameters()
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
                                            fused=device.type == "cuda")

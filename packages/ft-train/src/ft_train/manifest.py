@@ -86,4 +86,6 @@ def timing(marks: dict, worker: dict) -> dict:
            "phases": phases}
     if "graphs" in worker:  # --cuda-graphs: shapes captured, seconds capturing, why they went off
         out["cuda_graphs"] = worker["graphs"]
+    if "compiled_blocks" in worker:  # --compile: transformer blocks compiled (0: none found, eager)
+        out["compiled_blocks"] = worker["compiled_blocks"]
     return out

@@ -260,6 +260,9 @@ class Worker:
 
         self.engine = make_engine(CausalLMLoss(self.model, cfg.fused_loss), cfg, plan.zero, self.device, self.world,
                                   plan.total_steps)
+        if cfg.compile and not plan.zero.deepspeed and not self.engine.compiled_blocks and self.rank == 0:
+            print("ft-train: --compile found no transformer blocks in this model; training eagerly",
+                  file=sys.stderr, flush=True)
         if cfg.cuda_graphs == "on":  # resolved by the driver (driver.graphs_choice)
             from ft_train.step_graphs import shape_table
 
@@ -300,7 +303,8 @@ class Worker:
         if self.rank == 0:
             graphs = self.engine.graphs
             with atomic_write(out / ".work" / manifest.WORKER_MARKS) as fh:
-                json.dump({"marks": self.marks, **self.spent, **({"graphs": graphs.summary()} if graphs else {})}, fh)
+                json.dump({"marks": self.marks, **self.spent, **({"graphs": graphs.summary()} if graphs else {}),
+                       **({"compiled_blocks": self.engine.compiled_blocks} if cfg.compile else {})}, fh)
 
     def run_epoch(self, epoch: int, p: Progress, checker) -> bool:
         """Train, validate, pick the best, checkpoint, save state when due; True: stop early."""
