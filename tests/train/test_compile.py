@@ -94,3 +94,19 @@ def test_blocks_inside_ft_trains_loss_wrapper_are_found_and_run_compiled(tiny_mo
         losses.append(loss.detach())
     assert counters["stats"]["unique_graphs"] == 1  # the compiled blocks ran
     assert torch.allclose(losses[0], losses[1], rtol=1e-5)
+
+
+def test_no_compiling_raises_with_the_guard_instead_of_compiling_again(tiny_model):
+    # What a CUDA graph capture of a compiled step runs under (ft_train.step_graphs): a compile
+    # inside a capture breaks it, so a block that would compile again must fail, naming its guard.
+    from ft_train.compile import compile_blocks, no_compiling
+
+    torch._dynamo.reset()
+    model = _model(tiny_model).train()
+    compile_blocks(model)
+    gen = torch.Generator().manual_seed(0)
+    _step(model, torch.randint(0, 500, (2, 16), generator=gen))  # compiles (dynamic batch and length)
+    with no_compiling():
+        _step(model, torch.randint(0, 500, (3, 24), generator=gen))  # another shape: the same graph
+        with pytest.raises(RuntimeError, match="Detected recompile"):
+            _step(model, torch.randint(0, 500, (1, 16), generator=gen))  # one row: dynamo specializes

@@ -102,6 +102,9 @@ def test_driver_turns_graphs_on_only_where_they_apply():
     assert graphs_choice(replace(cfg, layout="pack"), plain, gpu=True).cuda_graphs == "off"
     off = graphs_choice(replace(cfg, cuda_graphs="off"), plain, gpu=True)
     assert (off.cuda_graphs, off.pad_multiple) == ("off", 1)
+    compiled = graphs_choice(replace(cfg, compile=True), plain, gpu=True)  # compiled blocks did not capture
+    assert (compiled.cuda_graphs, compiled.pad_multiple) == ("off", 16)
+    assert graphs_choice(replace(cfg, compile=True, cuda_graphs="on"), plain, gpu=True).cuda_graphs == "on"
     with pytest.raises(UsageError, match="--cuda-graphs on needs a GPU"):
         graphs_choice(replace(cfg, cuda_graphs="on"), plain, gpu=False)
 

@@ -62,3 +62,10 @@ def _batch_and_length_dynamic(value) -> None:
     elif isinstance(value, list | tuple):
         for item in value:
             _batch_and_length_dynamic(item)
+
+
+def no_compiling():
+    """A context in which a compiled block that would compile again (a guard failed) raises,
+    naming the guard, instead of compiling: a CUDA graph capture cannot survive a compile, which
+    reads the RNG state and syncs (ft_train.step_graphs; pytorch issue 185074)."""
+    return torch.compiler.set_stance("fail_on_recompile")

@@ -117,12 +117,12 @@ class TrainConfig:
                             type=click.IntRange(min=1))
     gradient_checkpointing: bool = opt(False, "Recompute activations (less memory, slower).")
     compile: bool = opt(False, "torch.compile each transformer block for the training steps (ZeRO-0): one block's "
-                               "compile, reused by every block and batch shape.")
+                               "compile, reused by every block and batch shape. Turns --cuda-graphs auto off.")
     # ft_train.step_graphs; auto: on where it applies (driver.graphs_choice), resolved to on or off
     cuda_graphs: str = opt("auto", "Replay each training step from a CUDA graph (one per batch width; the group "
                                    "layout's widths rounded up to 16 unless --pad-multiple is given): a small model's "
                                    "step costs one launch instead of thousands. auto: on for one CUDA worker at ZeRO-0 "
-                                   "in bf16 with the group layout.",
+                                   "in bf16 with the group layout, unless --compile is given.",
                            type=click.Choice(GRAPH_CHOICES))
     # ft_train.fused_loss; ZeRO-3 always takes the plain path (its head weight is gathered only by the module)
     fused_loss: bool = opt(True, "The LM head and its loss a chunk of target rows at a time: never the whole "

@@ -24,17 +24,20 @@ captured; a later batch of a new width is captured first, then replayed. No step
 none is skipped. Only that first step runs outside the graphs' memory, so memory is not doubled by
 a warm-up per shape. All graphs share one memory pool: they never run at once and each one's
 intermediates live only within its replay, so the pool holds one shape's activations, not their
-sum. A capture that fails is reported in one line, and training goes on eagerly.
+sum. A capture that fails is reported in one line (its traceback goes to the run's log), and
+training goes on eagerly.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+import traceback
 from dataclasses import dataclass
 
 import torch
 
+from ft_train.compile import no_compiling
 from ft_train.data import IGNORE, batch_width
 
 # ViGGO's 10 epochs at SmolLM2's 6,144-token recipe batches (bench/batch_shapes.py --cuda-graphs on):
@@ -203,7 +206,9 @@ class StepGraphs:
 
     def _capture_step(self, step: _Graph) -> None:
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool, stream=self.stream):
+        # --compile: a block that would compile inside the capture fails it with the guard that failed
+        guard = no_compiling() if self.engine.compiled_blocks else contextlib.nullcontext()
+        with guard, torch.cuda.graph(graph, pool=self.pool, stream=self.stream):
             step.loss.copy_(self._forward_backward(step.inputs))
         step.graph = graph
         self.pool = self.pool or graph.pool()
@@ -223,6 +228,7 @@ class StepGraphs:
             capture()
         except Exception as e:  # noqa: BLE001 - any failure: the run goes on eagerly
             self.failed = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
+            traceback.print_exc()  # whole, to stderr: in a run that is OUT_DIR/ft-train.log (-v: the terminal)
             self.engine.master.master.grad = None  # a capture cut short may leave it set
             self.steps.clear()
             self.optimizer_graph = None
