@@ -15,6 +15,7 @@
 #   RECORD=RUN[,RUN]: those runs' ft-train on a pty under `script` (RUN.terminal.txt: the user's terminal)
 #   ENGINES=hf,vllm: each run's best checkpoint also served by these engines in float32 and their verdicts
 #   compared (time_to_accuracy.py --engines); vLLM from /tmp/vstage, the pieces of vllm_stage.sh
+#   PROFILE15=1: bench/gpu_profile.py at 1.5B, the plain batch eager and --compile'd (carry .carry/prof)
 #   MFU=1 then runs (MFU_LEGS: a comma-separated subset of viggo,viggo-16k,long,long-16k,viggo-compile,viggo-compile-eager,long-compile) bench/bench_train.py at 1.5B (Qwen2.5-1.5B's config from .carry/prof/qwen, random weights;
 #   carry .carry/prof): ViGGO rows and 2,048-token rows, at the plain batch and at 16k-token batches
 set -uo pipefail
@@ -78,6 +79,11 @@ fi
   --out "$W/time_to_accuracy.json" --work "$W" --record "${RECORD:-}" ${ENGINES:+--engines "$ENGINES"}
 if [ -n "${DECODE_BENCH_RUN:-}" ] && [ -e "$W/$DECODE_BENCH_RUN/best" ]; then  # the same on a fine-tuned checkpoint
   decode_bench "$W/$DECODE_BENCH_RUN/best" "bench_decode_graphs_$DECODE_BENCH_RUN.json"
+fi
+if [ -n "${PROFILE15:-}" ]; then  # where a 1.5B step's time goes (Qwen2.5-1.5B's config, random weights; carry
+  # .carry/prof): ft-train's step at the plain 4,096-token batch, eager and compiled, with torch.profiler tables
+  timeout 420 python3 bench/gpu_profile.py --model-dir .carry/prof/qwen --records .carry/data --parts train \
+    --only "group 4k" --steps 30 --out "$W/gpu_profile_1.5b" >&2 || log "gpu_profile at 1.5B failed"
 fi
 if [ -n "${MFU:-}" ]; then
   python3 - <<'PY' >&2
