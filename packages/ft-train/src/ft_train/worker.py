@@ -304,7 +304,7 @@ class Worker:
             graphs = self.engine.graphs
             with atomic_write(out / ".work" / manifest.WORKER_MARKS) as fh:
                 json.dump({"marks": self.marks, **self.spent, **({"graphs": graphs.summary()} if graphs else {}),
-                       **({"compiled_blocks": self.engine.compiled_blocks} if cfg.compile else {})}, fh)
+                           **({"compiled_blocks": self.engine.compiled_blocks} if cfg.compile else {})}, fh)
 
     def run_epoch(self, epoch: int, p: Progress, checker) -> bool:
         """Train, validate, pick the best, checkpoint, save state when due; True: stop early."""
