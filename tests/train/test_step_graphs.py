@@ -109,6 +109,47 @@ def test_driver_turns_graphs_on_only_where_they_apply():
         graphs_choice(replace(cfg, cuda_graphs="on"), plain, gpu=False)
 
 
+@pytest.mark.parametrize("compiled_blocks", [0, 2])
+def test_which_first_batches_run_eagerly_before_their_capture(compiled_blocks, monkeypatch):
+    # StepGraphs' bookkeeping on the CPU (CUDA's parts faked): each width is captured once and then
+    # replayed; the run's first batch runs eagerly before its capture, and with --compile so does
+    # every width's first batch (a new width may compile again, which a capture cannot survive).
+    from types import SimpleNamespace
+
+    from ft_train.step_graphs import StepGraphs
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: self)
+    graphs = object.__new__(StepGraphs)
+    graphs.engine = SimpleNamespace(compiled_blocks=compiled_blocks)
+    graphs.shapes, graphs.pad_id, graphs.device = {16: Shape(3, 20), 32: Shape(2, 40)}, 0, torch.device("cpu")
+    graphs.steps, graphs.warm, graphs.failed, graphs.capture_s = {}, False, None, 0.0
+    events = []
+
+    class FakeGraph:
+        def __init__(self, width):
+            self.width = width
+
+        def replay(self):
+            events.append(("replay", self.width))
+
+    def capture(what, fn):
+        width = int(what.split()[1].split("-")[0])
+        graphs.steps[width].graph = FakeGraph(width)
+        events.append(("capture", width))
+
+    graphs._capture = capture
+    graphs._eager = lambda fn: events.append(("eager", None)) or torch.tensor(1.0)
+
+    def batch(width):
+        return {"input_ids": torch.ones(2, width, dtype=torch.long), "loss_index": torch.arange(5),
+                "loss_labels": torch.ones(5, dtype=torch.long)}
+
+    for width in (16, 16, 32, 32):
+        assert graphs.forward_backward(batch(width)) is not None
+    second_width_first = [("eager", None), ("capture", 32)] if compiled_blocks else [("capture", 32), ("replay", 32)]
+    assert events == [("eager", None), ("capture", 16), ("replay", 16), *second_width_first, ("replay", 32)]
+
+
 @pytest.mark.filterwarnings("ignore:Detected call of")
 def test_capturable_lr_is_filled_in_place_by_the_schedule():
     """A graph reads the lr tensor it captured: the scheduler must change that tensor, not replace it."""

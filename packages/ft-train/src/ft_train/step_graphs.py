@@ -20,9 +20,10 @@ A graph replays fixed shapes at fixed addresses, so:
 
 The run's first micro-step and first optimizer step run eagerly, on the side stream that
 captures (this warms up cuBLAS, autograd and the allocator, as capture requires), and are then
-captured; a later batch of a new width is captured first, then replayed. No step runs twice and
-none is skipped. Only that first step runs outside the graphs' memory, so memory is not doubled by
-a warm-up per shape. All graphs share one memory pool: they never run at once and each one's
+captured; a later batch of a new width is captured first, then replayed (with --compile's blocks,
+run eagerly first too, so any compiling for its shape happens outside the capture). No step runs
+twice and none is skipped. Without --compile only that first step runs outside the graphs' memory,
+so memory is not doubled by a warm-up per shape. All graphs share one memory pool: they never run at once and each one's
 intermediates live only within its replay, so the pool holds one shape's activations, not their
 sum. A capture that fails is reported in one line (its traceback goes to the run's log), and
 training goes on eagerly.
@@ -164,7 +165,9 @@ class StepGraphs:
         for key, value in host.items():
             step.inputs[key].copy_(value.pin_memory(), non_blocking=True)
         if step.graph is None:
-            if not self.warm:  # the run's first batch: its real step, eagerly, then its capture
+            # The run's first batch, and with --compile every width's first (a new width can make a
+            # block compile again, which a capture cannot survive): its real step eagerly, then its capture
+            if not self.warm or self.engine.compiled_blocks:
                 loss = self._eager(lambda: self._forward_backward(step.inputs))
                 self.warm = True
                 self._capture(f"the {width}-token step", lambda: self._capture_step(step))
