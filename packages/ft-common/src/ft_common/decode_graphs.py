@@ -25,19 +25,26 @@ from collections.abc import Callable
 STEP_INPUTS = ("input_ids", "attention_mask", "position_ids", "cache_position")
 
 
-class CudaGraphs:
-    """Capture and replay on one side stream (torch.cuda)."""
+def failure_reason(exc: BaseException) -> str:
+    """A failed capture's reason in one short line: the exception's type and first line."""
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
 
-    def __init__(self):
+
+class CudaGraphs:
+    """Capture and replay on one side stream (torch.cuda) of `device` (None: the current one);
+    ft-train's step graphs use its stream, warm and drain too."""
+
+    def __init__(self, device=None):
         import torch
 
-        self.stream = torch.cuda.Stream()
+        self.device = device
+        self.stream = torch.cuda.Stream(device)
 
     def warm(self, fn: Callable):
         """fn() on the capture stream, ordered after and before the current stream's work."""
         import torch
 
-        current = torch.cuda.current_stream()
+        current = torch.cuda.current_stream(self.device)
         self.stream.wait_stream(current)
         with torch.cuda.stream(self.stream):
             out = fn()
@@ -59,7 +66,7 @@ class CudaGraphs:
         import torch
 
         with contextlib.suppress(Exception):
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(self.device)
 
 
 class GraphedDecodeStep:
@@ -100,7 +107,7 @@ class GraphedDecodeStep:
         try:
             self.replay, self.out = self.graphs.capture(lambda: self.model(**{**kw, **self.buffers}))
         except Exception as exc:  # the forward waited on the host, or an op cannot be captured
-            self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+            self.failed = failure_reason(exc)
             self.release()
             self.graphs.drain()
             if self.on_failure is not None:

@@ -287,7 +287,6 @@ class PlainEngine(Engine):
 
             self.forward_model = DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
-        self.compiled_blocks = 0
         if cfg.compile:  # each transformer block, for training steps (ft_train/compile.py)
             from ft_train.compile import compile_blocks
 

@@ -37,6 +37,7 @@ import traceback
 from dataclasses import dataclass
 
 import torch
+from ft_common.decode_graphs import CudaGraphs, failure_reason
 
 from ft_train.compile import no_compiling
 from ft_train.data import IGNORE, batch_width
@@ -136,7 +137,7 @@ class StepGraphs:
         self.engine, self.shapes, self.pad_id = engine, shapes, pad_id
         self.log = log or (lambda line: None)
         self.device = engine.device
-        self.stream = torch.cuda.Stream(self.device)
+        self.cuda = CudaGraphs(self.device)  # the side stream: eager warm-up steps, captures, draining
         self.pool = None  # the memory pool every capture shares (the first capture's)
         self.steps: dict[int, _Graph] = {}
         self.optimizer_graph: torch.cuda.CUDAGraph | None = None
@@ -168,7 +169,7 @@ class StepGraphs:
             # The run's first batch, and with --compile every width's first (a new width can make a
             # block compile again, which a capture cannot survive): its real step eagerly, then its capture
             if not self.warm or self.engine.compiled_blocks:
-                loss = self._eager(lambda: self._forward_backward(step.inputs))
+                loss = self.cuda.warm(lambda: self._forward_backward(step.inputs))
                 self.warm = True
                 self._capture(f"the {width}-token step", lambda: self._capture_step(step))
                 return loss
@@ -187,7 +188,7 @@ class StepGraphs:
             self.optimizer_graph.replay()
             return True
         make_capturable(engine.optimizer, self.device)
-        self._eager(lambda: engine.master.step(engine.optimizer, engine.cfg.grad_clip))  # this step's real update
+        self.cuda.warm(lambda: engine.master.step(engine.optimizer, engine.cfg.grad_clip))  # this step's real update
         self._capture("the optimizer step", self._capture_optimizer)
         return True
 
@@ -198,20 +199,11 @@ class StepGraphs:
         (loss_sum / inputs["tokens"].clamp(min=1) / engine.cfg.grad_accum).backward()
         return loss_sum.detach()
 
-    def _eager(self, fn):
-        """fn() on the side stream, ordered after and before the current stream's work."""
-        current = torch.cuda.current_stream(self.device)
-        self.stream.wait_stream(current)
-        with torch.cuda.stream(self.stream):
-            out = fn()
-        current.wait_stream(self.stream)
-        return out
-
     def _capture_step(self, step: _Graph) -> None:
         graph = torch.cuda.CUDAGraph()
         # --compile: a block that would compile inside the capture fails it with the guard that failed
         guard = no_compiling() if self.engine.compiled_blocks else contextlib.nullcontext()
-        with guard, torch.cuda.graph(graph, pool=self.pool, stream=self.stream):
+        with guard, torch.cuda.graph(graph, pool=self.pool, stream=self.cuda.stream):
             step.loss.copy_(self._forward_backward(step.inputs))
         step.graph = graph
         self.pool = self.pool or graph.pool()
@@ -219,7 +211,7 @@ class StepGraphs:
     def _capture_optimizer(self) -> None:
         engine = self.engine
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool, stream=self.stream):
+        with torch.cuda.graph(graph, pool=self.pool, stream=self.cuda.stream):
             engine.master.step(engine.optimizer, engine.cfg.grad_clip)
         self.optimizer_graph = graph
         self.pool = self.pool or graph.pool()
@@ -230,13 +222,12 @@ class StepGraphs:
         try:
             capture()
         except Exception as e:  # noqa: BLE001 - any failure: the run goes on eagerly
-            self.failed = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
+            self.failed = failure_reason(e)
             traceback.print_exc()  # whole, to stderr: in a run that is OUT_DIR/ft-train.log (-v: the terminal)
             self.engine.master.master.grad = None  # a capture cut short may leave it set
             self.steps.clear()
             self.optimizer_graph = None
-            with contextlib.suppress(Exception):  # let the failed capture's work drain before going on
-                torch.cuda.synchronize(self.device)
+            self.cuda.drain()  # let the failed capture's work finish before going on
             self.log(f"ft-train: CUDA graph capture of {what} failed ({self.failed}); training on without graphs")
         finally:
             self.capture_s += time.perf_counter() - t0
