@@ -233,3 +233,39 @@ def test_unpacked_rows_skip_transformers_packed_sequence_search(tiny_model, monk
         model(**collate([[r for r in rows(3, seed=3)]], "pack", 128, pad_id=0))
     assert calls == [1]
     assert masking.find_packed_sequence_indices.__name__ == "<lambda>"  # put back as it was
+
+
+def test_unpacked_rows_get_no_causal_mask_even_while_a_stream_captures(tiny_model, monkeypatch):
+    """While a CUDA stream captures, transformers (up to at least 5.17) answers "build the mask" for
+    every forward: its _ignore_causal_mask_sdpa, here stood in for by one that always says so.
+    The group layout's rows still reach the layers without a mask (SDPA's is_causal: no copied
+    key/value heads, the flash kernel, and a --compile'd block's guard holds); a forward outside
+    ft-train's context gets the mask, and a padding mask is still the original's to judge."""
+    import transformers.masking_utils as masking
+    from ft_train.worker import CausalLMLoss, _causal_skip
+    from transformers import AutoModelForCausalLM
+
+    def while_capturing(padding_mask, q_length, kv_length, q_offset, kv_offset, local_attention_size=None):
+        return False
+
+    monkeypatch.setattr(masking, "_ignore_causal_mask_sdpa", while_capturing)
+    model = CausalLMLoss(AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32))
+    masks = []
+    model.lm.model.layers[0].register_forward_pre_hook(
+        lambda module, args, kwargs: masks.append(kwargs.get("attention_mask")), with_kwargs=True)
+    batch = collate([[r] for r in rows(3, seed=3)], "group", 64, pad_id=0)
+    with torch.no_grad():
+        model(**batch)
+        assert masks[-1] is None
+        model.lm.model(input_ids=batch["input_ids"], use_cache=False)
+        assert isinstance(masks[-1], torch.Tensor)  # the stand-in does ask for a mask
+    assert masking._ignore_causal_mask_sdpa(None, 8, 8, 0, 0) is False  # put back as it was
+    skip = _causal_skip(masking._ignore_causal_mask_sdpa)
+    assert skip(None, 8, 8, 0, 0) is True
+    assert skip(torch.ones(2, 8, dtype=torch.bool), 8, 8, 0, 0) is False
+    assert skip(None, 1, 8, 7, 0) is False  # a decode step over a cache
+    assert skip(None, 8, 8, 0, 0, local_attention_size=4) is False
+    def other_version(*args):
+        return False
+
+    assert _causal_skip(other_version) is other_version  # arguments it cannot name: left alone

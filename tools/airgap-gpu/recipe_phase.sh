@@ -16,7 +16,7 @@
 #   ENGINES=hf,vllm: each run's best checkpoint also served by these engines in float32 and their verdicts
 #   compared (time_to_accuracy.py --engines); vLLM from /tmp/vstage, the pieces of vllm_stage.sh
 #   PROFILE15=1: bench/gpu_profile.py at 1.5B, the plain batch eager and --compile'd (carry .carry/prof)
-#   MFU=1 then runs (MFU_LEGS: a comma-separated subset of viggo,viggo-16k,long,long-16k,viggo-compile,viggo-compile-eager,long-compile) bench/bench_train.py at 1.5B (Qwen2.5-1.5B's config from .carry/prof/qwen, random weights;
+#   MFU=1 then runs (MFU_LEGS: a comma-separated subset of viggo,viggo-16k,long,long-16k,viggo-compile,viggo-compile-eager,long-compile,viggo-compile-graphs,long-compile-graphs) bench/bench_train.py at 1.5B (Qwen2.5-1.5B's config from .carry/prof/qwen, random weights;
 #   carry .carry/prof): ViGGO rows and 2,048-token rows, at the plain batch and at 16k-token batches
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -108,5 +108,8 @@ PY
   [[ $legs == *,viggo-compile,* ]] && mfu viggo-compile "--compile" --rows 2500
   [[ $legs == *,viggo-compile-eager,* ]] && mfu viggo-compile-eager "--compile --cuda-graphs off" --rows 2500
   [[ $legs == *,long-compile,* ]] && mfu long-compile "--compile" --long 2048
+  # the compiled blocks inside the step graphs
+  [[ $legs == *,viggo-compile-graphs,* ]] && mfu viggo-compile-graphs "--compile --cuda-graphs on" --rows 2500
+  [[ $legs == *,long-compile-graphs,* ]] && mfu long-compile-graphs "--compile --cuda-graphs on" --long 2048
 fi
 log "phase $name done"

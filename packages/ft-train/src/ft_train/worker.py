@@ -18,6 +18,7 @@ engine: a worker decides none of it again. Rank 0 writes every file (checkpointe
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import math
 import os
@@ -109,27 +110,61 @@ def label_hidden(lm: torch.nn.Module, input_ids, loss_index, position_ids=None, 
 
 @contextlib.contextmanager
 def rows_not_packed(active: bool):
-    """While `active`, transformers does not look for packed sequences in the position ids.
+    """While `active`, transformers treats the batch as what it is: one record per row, right-padded,
+    plainly causal. Only the pack layout passes position ids (that restart at each record); the
+    other layouts' rows hold one record each, so two of transformers' questions have known answers:
 
-    Without a mask or a cache it does, every forward (masking_utils.find_packed_sequence_indices),
-    and its test of the result reads a device value on the host: a sync per step, and an error
-    inside a CUDA graph capture. Only the pack layout passes position ids (that restart at each
-    record); the other layouts' rows hold one record each, so the answer is known: none."""
+    - Packed sequences: none. Without a mask or a cache transformers looks for them every forward
+      (masking_utils.find_packed_sequence_indices), and its test of the result reads a device
+      value on the host: a sync per step, and an error inside a CUDA graph capture.
+    - The causal mask: not needed, SDPA's is_causal does it. transformers skips it by that rule,
+      except while a CUDA stream captures (its is_tracing() is then true, up to at least 5.17):
+      there it built a [rows, 1, width, width] mask, so every captured step copied the key and
+      value heads for grouped-query attention and ran SDPA with a mask (no flash kernel), and a
+      --compile'd block compiled for "no mask" failed the capture on its guard."""
     import transformers.masking_utils as masking
 
-    original = getattr(masking, "find_packed_sequence_indices", None)
-    if not active or original is None:
+    packed = getattr(masking, "find_packed_sequence_indices", None)
+    causal = getattr(masking, "_ignore_causal_mask_sdpa", None)
+    if not active or packed is None:
         yield
         return
     masking.find_packed_sequence_indices = _no_packed_sequences
+    if causal is not None:
+        masking._ignore_causal_mask_sdpa = _causal_skip(causal)
     try:
         yield
     finally:
-        masking.find_packed_sequence_indices = original
+        masking.find_packed_sequence_indices = packed
+        if causal is not None:
+            masking._ignore_causal_mask_sdpa = causal
 
 
 def _no_packed_sequences(position_ids):
     return None
+
+
+def _causal_skip(original):
+    """transformers' _ignore_causal_mask_sdpa, answering True (no mask: SDPA's is_causal) for a
+    forward over whole rows with no padding mask and no cache, whatever is tracing; any other
+    case (a padding mask, a cache, a sliding window), or a version whose arguments are named
+    otherwise, is the original's to answer."""
+    signature = inspect.signature(original)
+    if not {"padding_mask", "q_length", "kv_length", "q_offset"} <= set(signature.parameters):
+        return original
+
+    def ignore(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        a = bound.arguments
+        offset = a.get("q_offset", 0)
+        if (a.get("padding_mask") is None and a.get("local_attention_size") is None
+                and not isinstance(offset, torch.Tensor) and offset == 0
+                and a.get("q_length") == a.get("kv_length")):
+            return True
+        return original(*args, **kwargs)
+
+    return ignore
 
 
 def check_finite(loss: float, step: int, epoch: int) -> None:
