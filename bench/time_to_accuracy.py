@@ -50,8 +50,10 @@ RUNS = {
     "viggo-plain-ppl": ("viggo", ["--select-by", "ppl"]),
     "viggo-compile": ("viggo", ["--compile"]),  # the plain command with its blocks compiled (ft_train/compile.py)
     "viggo-compile-again": ("viggo", ["--compile"]),  # the same run after it: inductor's compiled code cached
-    # compiled blocks inside the step graphs: failed to capture on the H100 (2026-12-06); the log names why
+    # compiled blocks inside the step graphs (their first capture failed until transformers' causal
+    # mask under capture was turned off, 2026-12-06); -again: the same run with inductor's cache warm
     "viggo-compile-graphs": ("viggo", ["--compile", "--cuda-graphs", "on"]),
+    "viggo-compile-graphs-again": ("viggo", ["--compile", "--cuda-graphs", "on"]),
     "viggo-ray": ("viggo", ["--launch", "ray"]),  # the plain command on a Ray worker process, as before
     "viggo-lr4e-4": ("viggo", ["--lr", "4e-4"]),
     "viggo-11k-lr3e-4": ("viggo", ["--lr", "3e-4", "--batch-tokens", "11264"]),
