@@ -93,7 +93,7 @@ def train_variant(name: str, model_dir: str, rows: list[dict], tok, layout: str,
         torch.backends.cuda.enable_cudnn_sdp(cudnn)
     model = random_model(model_dir, len(tok))
     cfg = TrainConfig(lr=2e-4, warmup=0.03, batch_size=batch_size, batch_tokens=batch_tokens, layout=layout,
-                      compile=compile_)  # warmup: unset (None) means the recipe chooses, which this bench skips
+                      compile="on" if compile_ else "off")  # warmup: unset (None) means the recipe chooses, which this bench skips
     # autocast: the previous bf16 path, fp32 weights under autocast instead of FlatMaster
     engine = PlainEngine(CausalLMLoss(model), cfg, device, 1, total_steps=1000, bf16=DEVICE == "cuda",
                          flat_master=not autocast)

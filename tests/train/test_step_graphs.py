@@ -102,11 +102,26 @@ def test_driver_turns_graphs_on_only_where_they_apply():
     assert graphs_choice(replace(cfg, layout="pack"), plain, gpu=True).cuda_graphs == "off"
     off = graphs_choice(replace(cfg, cuda_graphs="off"), plain, gpu=True)
     assert (off.cuda_graphs, off.pad_multiple) == ("off", 1)
-    compiled = graphs_choice(replace(cfg, compile=True), plain, gpu=True)  # compiled blocks did not capture
-    assert (compiled.cuda_graphs, compiled.pad_multiple) == ("off", 16)
-    assert graphs_choice(replace(cfg, compile=True, cuda_graphs="on"), plain, gpu=True).cuda_graphs == "on"
+    assert graphs_choice(replace(cfg, compile="on"), plain, gpu=True).cuda_graphs == "on"  # compiled blocks in graphs
     with pytest.raises(UsageError, match="--cuda-graphs on needs a GPU"):
         graphs_choice(replace(cfg, cuda_graphs="on"), plain, gpu=False)
+
+
+def test_compile_auto_turns_on_for_long_graphed_runs_only(monkeypatch):
+    import importlib.util
+
+    from ft_train.driver import COMPILE_MIN_STEPS, compile_choice
+
+    graphed = TrainConfig(model="m", train="t", out_dir="o", cuda_graphs="on")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())  # triton "installed"
+    assert compile_choice(graphed, COMPILE_MIN_STEPS).compile == "on"
+    assert compile_choice(graphed, COMPILE_MIN_STEPS - 1).compile == "off"  # too short to repay the compile
+    assert compile_choice(replace(graphed, cuda_graphs="off"), 10 * COMPILE_MIN_STEPS).compile == "off"
+    assert compile_choice(replace(graphed, compile="on", cuda_graphs="off"), 1).compile == "on"  # asked for
+    assert compile_choice(replace(graphed, compile="off"), 10 * COMPILE_MIN_STEPS).compile == "off"
+    assert compile_choice(replace(graphed, compile=True), 1).compile == "on"  # an older manifest's bool
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # no triton: nothing to compile to
+    assert compile_choice(graphed, 10 * COMPILE_MIN_STEPS).compile == "off"
 
 
 @pytest.mark.parametrize("compiled_blocks", [0, 2])

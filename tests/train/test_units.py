@@ -269,7 +269,8 @@ def test_flags_come_from_the_config_fields():
     cfg = _parse(["--pad-to-max", "--special-tokens", __file__, "--zero", "3", "--offload", "all", "--lr", "0.5",
                   "--compile", "--batch-tokens", "64", "--seed", "7", "-q"])
     assert (cfg.layout, cfg.special_tokens_file, cfg.zero, cfg.offload, cfg.lr, cfg.compile, cfg.batch_tokens,
-            cfg.seed, cfg.quiet) == ("pad", __file__, "3", "all", 0.5, True, 64, 7, True)
+            cfg.seed, cfg.quiet) == ("pad", __file__, "3", "all", 0.5, "on", 64, 7, True)  # --compile alone: on
+    assert _parse(["--compile", "off"]).compile == "off"
     import click
 
     with pytest.raises(click.BadParameter):  # the field's range reaches the flag
@@ -449,10 +450,10 @@ def test_best_epoch_is_chosen_by_one_metric_and_direction():
     assert worker.is_better({"val_accuracy": 0.0, "val_ppl": 3.0}, {"val_ppl": 1.0}, acc)
 
 
-def test_accuracy_is_measured_in_the_second_half_and_at_least_the_last_three_epochs():
+def test_accuracy_is_measured_in_the_last_three_epochs():
     from ft_train.worker import accuracy_epochs
 
-    assert list(accuracy_epochs(10)) == [6, 7, 8, 9, 10]
+    assert list(accuracy_epochs(10)) == [8, 9, 10]
     assert list(accuracy_epochs(4)) == [2, 3, 4]
     assert list(accuracy_epochs(2)) == [1, 2]
     assert list(accuracy_epochs(1)) == [1]

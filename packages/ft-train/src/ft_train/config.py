@@ -27,6 +27,7 @@ SELECT_CHOICES = ("auto", "accuracy", "ppl")
 OFFLOAD_CHOICES = ("auto", "none", "optimizer", "all")
 LAUNCH_CHOICES = ("auto", "ray", "local")
 GRAPH_CHOICES = ("auto", "on", "off")
+COMPILE_CHOICES = ("auto", "on", "off")
 _FILE = click.Path(dir_okay=False, allow_dash=True)
 # The default --batch-tokens (data.default_batch_tokens): on a GPU enough work per step to keep
 # it busy (a small model is launch-bound below that), halved for large models (plan.memory_fits); on a CPU less.
@@ -116,13 +117,16 @@ class TrainConfig:
     pad_multiple: int = opt(1, "group layout: round each batch's width up to a multiple of N and cut batches by it.",
                             type=click.IntRange(min=1))
     gradient_checkpointing: bool = opt(False, "Recompute activations (less memory, slower).")
-    compile: bool = opt(False, "torch.compile each transformer block for the training steps (ZeRO-0): one block's "
-                               "compile, reused by every block and batch shape. Turns --cuda-graphs auto off.")
+    # ft_train/compile.py; auto: on for a run long enough to repay the compile (driver.compile_choice)
+    compile: str = opt("auto", "torch.compile each transformer block for the training steps (ZeRO-0): one block's "
+                               "compile, reused by every block and batch shape, inside the CUDA graphs. auto: on "
+                               "where CUDA graphs are on and the run has >= 1,500 optimizer steps. --compile alone "
+                               "means on.", type=click.Choice(COMPILE_CHOICES), is_flag=False, flag_value="on")
     # ft_train.step_graphs; auto: on where it applies (driver.graphs_choice), resolved to on or off
     cuda_graphs: str = opt("auto", "Replay each training step from a CUDA graph (one per batch width; the group "
                                    "layout's widths rounded up to 16 unless --pad-multiple is given): a small model's "
                                    "step costs one launch instead of thousands. auto: on for one CUDA worker at ZeRO-0 "
-                                   "in bf16 with the group layout, unless --compile is given.",
+                                   "in bf16 with the group layout.",
                            type=click.Choice(GRAPH_CHOICES))
     # ft_train.fused_loss; ZeRO-3 always takes the plain path (its head weight is gathered only by the module)
     fused_loss: bool = opt(True, "The LM head and its loss a chunk of target rows at a time: never the whole "
@@ -138,7 +142,7 @@ class TrainConfig:
     # auto: accuracy on a GPU when ft-score has a checker for the records' task (on a CPU, generating
     # every epoch would cost more than the training); the driver resolves it to accuracy or ppl
     select_by: str = opt("auto", "Keep the best checkpoint by: accuracy (greedy-generate on a validation sample in "
-                                 "each epoch of the run's second half and score it with the task's checker from "
+                                 "each of the run's last three epochs and score it with the task's checker from "
                                  "ft-score), ppl (validation "
                                  "perplexity), or auto (accuracy on a GPU where the records' task has a checker).",
                          type=click.Choice(SELECT_CHOICES))

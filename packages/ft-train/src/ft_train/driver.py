@@ -136,6 +136,7 @@ def prepare(cfg: TrainConfig, marks: dict | None = None) -> Prepared:
     cfg = graphs_choice(cfg, zero, gpu)
     train_batches = epoch_batches(cfg, train_rows)
     steps = steps_per_epoch(cfg, train_batches[0])
+    cfg = compile_choice(cfg, steps * cfg.epochs)
     data = {
         "train": {"file": train.name, "sha256": train.sha256, "records": len(train_rows), "truncated": truncated,
                   "tokens": all_tokens, "loss_tokens": loss_tokens},
@@ -221,11 +222,27 @@ def graphs_choice(cfg: TrainConfig, zero, gpu: bool) -> TrainConfig:
     from ft_train.step_graphs import WIDTH_MULTIPLE
 
     multiple = cfg.pad_multiple if cfg.pad_multiple > 1 else WIDTH_MULTIPLE
-    if cfg.compile and cfg.cuda_graphs == "auto":
-        # --compile's blocks failed to capture on both H100 runs that tried (docs/benchmarks.md), so
-        # auto leaves graphs off there (on still tries); the rounded widths stay: fewer shapes to compile
-        return replace(cfg, cuda_graphs="off", pad_multiple=multiple)
     return replace(cfg, cuda_graphs="on", pad_multiple=multiple)
+
+
+# --compile auto's threshold. On one H100 (2026-12-06, docs/benchmarks.md) the compiled blocks took
+# 37% off a graphed 135M step (45 -> 28 ms) and 18% off a 1.5B one (178 -> 145 ms), and cost the
+# run's first step about 14 s (7 s with inductor's cache warm): from ~1,500 steps they save time
+# even on a cold cache.
+COMPILE_MIN_STEPS = 1500
+
+
+def compile_choice(cfg: TrainConfig, steps: int) -> TrainConfig:
+    """--compile resolved to on or off, for a run of `steps` optimizer steps. auto: on where the
+    steps replay from CUDA graphs (one CUDA worker at ZeRO-0: graphs_choice has run) and there are
+    enough of them to repay the compile; off where triton, which inductor compiles to, is missing."""
+    value = {True: "on", False: "off"}.get(cfg.compile, cfg.compile)  # a bool in manifests before 2026-12-06
+    if value == "auto":
+        import importlib.util
+
+        worth = cfg.cuda_graphs == "on" and steps >= COMPILE_MIN_STEPS
+        value = "on" if worth and importlib.util.find_spec("triton") is not None else "off"
+    return replace(cfg, compile=value)
 
 
 def _selection(cfg: TrainConfig, valid: list[dict], gpu: bool) -> tuple[str, list[dict]]:
@@ -328,7 +345,9 @@ def _engine_words(plan: Plan) -> str:
     engine = f"DeepSpeed ZeRO-{z.stage}" if z.deepspeed else "plain PyTorch (ZeRO-0)"
     offload = f", offload {z.offload}" if z.offload != "none" else ""
     graphs = ", CUDA graphs" if plan.cfg.cuda_graphs == "on" else ""
-    return f"{engine}{offload}, {'bf16' if z.bf16 else 'fp32'}{graphs}, {plan.cfg.workers} {plan.device} worker(s)"
+    compiled = ", compiled blocks" if plan.cfg.compile == "on" and not z.deepspeed else ""
+    return (f"{engine}{offload}, {'bf16' if z.bf16 else 'fp32'}{graphs}{compiled}, "
+            f"{plan.cfg.workers} {plan.device} worker(s)")
 
 
 def _first_missing(path: Path) -> Path | None:

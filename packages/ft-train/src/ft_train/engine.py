@@ -287,7 +287,7 @@ class PlainEngine(Engine):
 
             self.forward_model = DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
-        if cfg.compile:  # each transformer block, for training steps (ft_train/compile.py)
+        if cfg.compile == "on":  # each transformer block, for training steps (ft_train/compile.py)
             from ft_train.compile import compile_blocks
 
             self.compiled_blocks = compile_blocks(model)
