@@ -235,14 +235,21 @@ COMPILE_MIN_STEPS = 1500
 def compile_choice(cfg: TrainConfig, steps: int) -> TrainConfig:
     """--compile resolved to on or off, for a run of `steps` optimizer steps. auto: on where the
     steps replay from CUDA graphs (one CUDA worker at ZeRO-0: graphs_choice has run) and there are
-    enough of them to repay the compile; off where triton, which inductor compiles to, is missing."""
+    enough of them to repay the compile; off where inductor cannot compile for the GPU."""
     value = {True: "on", False: "off"}.get(cfg.compile, cfg.compile)  # a bool in manifests before 2026-12-06
     if value == "auto":
-        import importlib.util
-
         worth = cfg.cuda_graphs == "on" and steps >= COMPILE_MIN_STEPS
-        value = "on" if worth and importlib.util.find_spec("triton") is not None else "off"
+        value = "on" if worth and _can_compile_for_gpu() else "off"
     return replace(cfg, compile=value)
+
+
+def _can_compile_for_gpu() -> bool:
+    """Inductor writes triton kernels, and triton builds its launcher with the C compiler: a run
+    left to auto must not fail its first step for want of either."""
+    import importlib.util
+
+    return importlib.util.find_spec("triton") is not None and any(
+        (os.environ.get("CC"), shutil.which("cc"), shutil.which("gcc"), shutil.which("clang")))
 
 
 def _selection(cfg: TrainConfig, valid: list[dict], gpu: bool) -> tuple[str, list[dict]]:
