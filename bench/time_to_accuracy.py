@@ -54,6 +54,9 @@ RUNS = {
     # mask under capture was turned off, 2026-12-06); -again: the same run with inductor's cache warm
     "viggo-compile-graphs": ("viggo", ["--compile", "--cuda-graphs", "on"]),
     "viggo-compile-graphs-again": ("viggo", ["--compile", "--cuda-graphs", "on"]),
+    # past --compile auto's threshold (10.8M tokens: auto compiles), and the same run not compiled
+    "viggo-epochs30": ("viggo", ["--epochs", "30"]),
+    "viggo-epochs30-eager": ("viggo", ["--epochs", "30", "--compile", "off"]),
     "viggo-ray": ("viggo", ["--launch", "ray"]),  # the plain command on a Ray worker process, as before
     "viggo-lr4e-4": ("viggo", ["--lr", "4e-4"]),
     "viggo-11k-lr3e-4": ("viggo", ["--lr", "3e-4", "--batch-tokens", "11264"]),

@@ -136,7 +136,7 @@ def prepare(cfg: TrainConfig, marks: dict | None = None) -> Prepared:
     cfg = graphs_choice(cfg, zero, gpu)
     train_batches = epoch_batches(cfg, train_rows)
     steps = steps_per_epoch(cfg, train_batches[0])
-    cfg = compile_choice(cfg, steps * cfg.epochs)
+    cfg = compile_choice(cfg, all_tokens * cfg.epochs)
     data = {
         "train": {"file": train.name, "sha256": train.sha256, "records": len(train_rows), "truncated": truncated,
                   "tokens": all_tokens, "loss_tokens": loss_tokens},
@@ -225,20 +225,21 @@ def graphs_choice(cfg: TrainConfig, zero, gpu: bool) -> TrainConfig:
     return replace(cfg, cuda_graphs="on", pad_multiple=multiple)
 
 
-# --compile auto's threshold. On one H100 (2026-12-06, docs/benchmarks.md) the compiled blocks took
-# 37% off a graphed 135M step (45 -> 28 ms) and 18% off a 1.5B one (178 -> 145 ms), and cost the
-# run's first step about 14 s (7 s with inductor's cache warm): from ~1,500 steps they save time
-# even on a cold cache.
-COMPILE_MIN_STEPS = 1500
+# --compile auto's threshold, in training tokens (all epochs). On one H100 (2026-12-06,
+# docs/benchmarks.md) the compiled blocks saved 3.1 us a token at 135M (a graphed step 45 -> 28.5
+# ms) and 8 us at 1.5B (178 -> 145 ms), and cost the run's first epoch 12-16 s (5.4 s with
+# inductor's cache warm): they repay a cold compile from about 4.5M tokens at 135M and 1.5M at
+# 1.5B, so from 10M a run gains at either size.
+COMPILE_MIN_TOKENS = 10_000_000
 
 
-def compile_choice(cfg: TrainConfig, steps: int) -> TrainConfig:
-    """--compile resolved to on or off, for a run of `steps` optimizer steps. auto: on where the
-    steps replay from CUDA graphs (one CUDA worker at ZeRO-0: graphs_choice has run) and there are
-    enough of them to repay the compile; off where inductor cannot compile for the GPU."""
+def compile_choice(cfg: TrainConfig, tokens: int) -> TrainConfig:
+    """--compile resolved to on or off, for a run that trains on `tokens` tokens in all. auto: on
+    where the steps replay from CUDA graphs (one CUDA worker at ZeRO-0: graphs_choice has run) and
+    there are enough tokens to repay the compile; off where inductor cannot compile for the GPU."""
     value = {True: "on", False: "off"}.get(cfg.compile, cfg.compile)  # a bool in manifests before 2026-12-06
     if value == "auto":
-        worth = cfg.cuda_graphs == "on" and steps >= COMPILE_MIN_STEPS
+        worth = cfg.cuda_graphs == "on" and tokens >= COMPILE_MIN_TOKENS
         value = "on" if worth and _can_compile_for_gpu() else "off"
     return replace(cfg, compile=value)
 
