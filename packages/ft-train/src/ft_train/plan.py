@@ -68,7 +68,8 @@ class Plan:
                 "device": self.device, "deepspeed": self.zero.deepspeed,
                 "launch": "local" if self.in_process else "ray",
                 "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps,
-                "select_by": self.cfg.select_by, "cuda_graphs": self.cfg.cuda_graphs, "recipe": self.recipe}
+                "select_by": self.cfg.select_by, "cuda_graphs": self.cfg.cuda_graphs, "compile": self.cfg.compile,
+                "recipe": self.recipe}
 
 
 def epoch_batches(cfg: TrainConfig, rows: list[dict]) -> list[list[Batch]]:
