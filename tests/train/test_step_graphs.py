@@ -107,27 +107,30 @@ def test_driver_turns_graphs_on_only_where_they_apply():
         graphs_choice(replace(cfg, cuda_graphs="on"), plain, gpu=False)
 
 
-def test_compile_auto_turns_on_for_graphed_runs_of_many_tokens_only(monkeypatch):
+def test_compile_auto_turns_on_for_graphed_runs_of_many_tokens_only(monkeypatch, capsys):
     import importlib.util
 
     from ft_train import driver
     from ft_train.driver import COMPILE_MIN_TOKENS, compile_choice
 
     graphed = TrainConfig(model="m", train="t", out_dir="o", cuda_graphs="on")
+    plain = Zero(0, "none", bf16=True, deepspeed=False)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())  # triton "installed"
     monkeypatch.setattr(driver.shutil, "which", lambda name: "/usr/bin/" + name)  # and a C compiler
-    assert compile_choice(graphed, COMPILE_MIN_TOKENS).compile == "on"
-    assert compile_choice(graphed, COMPILE_MIN_TOKENS - 1).compile == "off"  # too few tokens to repay the compile
-    assert compile_choice(replace(graphed, cuda_graphs="off"), 10 * COMPILE_MIN_TOKENS).compile == "off"
-    assert compile_choice(replace(graphed, compile="on", cuda_graphs="off"), 1).compile == "on"  # asked for
-    assert compile_choice(replace(graphed, compile="off"), 10 * COMPILE_MIN_TOKENS).compile == "off"
-    assert compile_choice(replace(graphed, compile=True), 1).compile == "on"  # an older manifest's bool
+    assert compile_choice(graphed, plain, COMPILE_MIN_TOKENS).compile == "on"
+    assert compile_choice(graphed, plain, COMPILE_MIN_TOKENS - 1).compile == "off"  # too few tokens to repay the compile
+    assert compile_choice(replace(graphed, cuda_graphs="off"), plain, 10 * COMPILE_MIN_TOKENS).compile == "off"
+    assert compile_choice(replace(graphed, compile="on", cuda_graphs="off"), plain, 1).compile == "on"  # asked for
+    assert compile_choice(replace(graphed, compile="off"), plain, 10 * COMPILE_MIN_TOKENS).compile == "off"
+    assert compile_choice(replace(graphed, compile=True), plain, 1).compile == "on"  # an older manifest's bool
+    zero3 = compile_choice(replace(graphed, compile="on", cuda_graphs="off"), Zero(3, "none", True, True), 1)
+    assert zero3.compile == "off" and "DeepSpeed ZeRO-3 trains them eagerly" in capsys.readouterr().err
     monkeypatch.delenv("CC", raising=False)
     monkeypatch.setattr(driver.shutil, "which", lambda name: None)  # no C compiler to build triton's launcher
-    assert compile_choice(graphed, 10 * COMPILE_MIN_TOKENS).compile == "off"
+    assert compile_choice(graphed, plain, 10 * COMPILE_MIN_TOKENS).compile == "off"
     monkeypatch.setattr(driver.shutil, "which", lambda name: "/usr/bin/" + name)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # no triton: nothing to compile to
-    assert compile_choice(graphed, 10 * COMPILE_MIN_TOKENS).compile == "off"
+    assert compile_choice(graphed, plain, 10 * COMPILE_MIN_TOKENS).compile == "off"
 
 
 @pytest.mark.parametrize("compiled_blocks", [0, 2])

@@ -136,7 +136,7 @@ def prepare(cfg: TrainConfig, marks: dict | None = None) -> Prepared:
     cfg = graphs_choice(cfg, zero, gpu)
     train_batches = epoch_batches(cfg, train_rows)
     steps = steps_per_epoch(cfg, train_batches[0])
-    cfg = compile_choice(cfg, all_tokens * cfg.epochs)
+    cfg = compile_choice(cfg, zero, all_tokens * cfg.epochs)
     data = {
         "train": {"file": train.name, "sha256": train.sha256, "records": len(train_rows), "truncated": truncated,
                   "tokens": all_tokens, "loss_tokens": loss_tokens},
@@ -233,11 +233,16 @@ def graphs_choice(cfg: TrainConfig, zero, gpu: bool) -> TrainConfig:
 COMPILE_MIN_TOKENS = 10_000_000
 
 
-def compile_choice(cfg: TrainConfig, tokens: int) -> TrainConfig:
+def compile_choice(cfg: TrainConfig, zero, tokens: int) -> TrainConfig:
     """--compile resolved to on or off, for a run that trains on `tokens` tokens in all. auto: on
     where the steps replay from CUDA graphs (one CUDA worker at ZeRO-0: graphs_choice has run) and
-    there are enough tokens to repay the compile; off where inductor cannot compile for the GPU."""
+    there are enough tokens to repay the compile; off where inductor cannot compile for the GPU.
+    Only the plain engine compiles: under DeepSpeed `on` is said to be off, in one line."""
     value = {True: "on", False: "off"}.get(cfg.compile, cfg.compile)  # a bool in manifests before 2026-12-06
+    if value == "on" and zero.deepspeed:
+        log(f"ft-train: --compile compiles the plain engine's blocks (ZeRO-0); DeepSpeed ZeRO-{zero.stage} "
+            "trains them eagerly", cfg.quiet)
+        value = "off"
     if value == "auto":
         worth = cfg.cuda_graphs == "on" and tokens >= COMPILE_MIN_TOKENS
         value = "on" if worth and _can_compile_for_gpu() else "off"
@@ -353,7 +358,7 @@ def _engine_words(plan: Plan) -> str:
     engine = f"DeepSpeed ZeRO-{z.stage}" if z.deepspeed else "plain PyTorch (ZeRO-0)"
     offload = f", offload {z.offload}" if z.offload != "none" else ""
     graphs = ", CUDA graphs" if plan.cfg.cuda_graphs == "on" else ""
-    compiled = ", compiled blocks" if plan.cfg.compile == "on" and not z.deepspeed else ""
+    compiled = ", compiled blocks" if plan.cfg.compile == "on" else ""
     return (f"{engine}{offload}, {'bf16' if z.bf16 else 'fp32'}{graphs}{compiled}, "
             f"{plan.cfg.workers} {plan.device} worker(s)")
 

@@ -295,7 +295,7 @@ class Worker:
 
         self.engine = make_engine(CausalLMLoss(self.model, cfg.fused_loss), cfg, plan.zero, self.device, self.world,
                                   plan.total_steps)
-        if cfg.compile == "on" and not plan.zero.deepspeed and not self.engine.compiled_blocks and self.rank == 0:
+        if cfg.compile == "on" and not self.engine.compiled_blocks and self.rank == 0:  # on: ZeRO-0 (compile_choice)
             print("ft-train: --compile found no transformer blocks in this model; training eagerly",
                   file=sys.stderr, flush=True)
         if cfg.cuda_graphs == "on":  # resolved by the driver (driver.graphs_choice)
