@@ -20,8 +20,13 @@ def test_dry_run_prints_the_plan_and_leaves_nothing(tmp_path, tiny_model):
     # the default lr rule (loss) leaves the lr to the workers, who measure the loss first
     assert plan["recipe"]["lr_rule"] == "loss" and plan["recipe"]["lr"] is None
     assert plan["data"]["train"]["records"] == 57  # 5% held out for validation
+    # graphs on one GPU; --compile auto leaves a run this small uncompiled, --compile turns it on
+    assert (plan["cuda_graphs"], plan["compile"]) == ("on", "off")
     assert [line.split(":")[1].strip() for line in proc.stderr.splitlines()][-1].startswith("plan")
     assert not (tmp_path / "new").exists()
+    proc = ft_train(["-m", tiny_model, "--train", train, "-o", out, "--dry-run", "--device", "cuda", "--compile"],
+                    tmp_path)
+    assert json.loads(proc.stdout)["compile"] == "on" and "CUDA graphs, compiled blocks" in proc.stderr
 
 
 def test_dry_run_in_an_existing_folder_removes_only_its_own(tmp_path, tiny_model):
