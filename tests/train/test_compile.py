@@ -110,3 +110,69 @@ def test_no_compiling_raises_with_the_guard_instead_of_compiling_again(tiny_mode
         _step(model, torch.randint(0, 500, (3, 24), generator=gen))  # another shape: the same graph
         with pytest.raises(RuntimeError, match="Detected recompile"):
             _step(model, torch.randint(0, 500, (1, 16), generator=gen))  # one row: dynamo specializes
+
+
+def test_a_compile_that_fails_sends_every_block_back_to_eager_said_once(tiny_model, monkeypatch):
+    # A compile that fails (here torch.compile's result raising, as inductor or triton would on a
+    # machine that cannot build a kernel) must not end the run: every block trains eagerly from then
+    # on, the same losses and gradients, and the reason is kept for the manifest.
+    from ft_train import compile as ft_compile
+
+    calls = []
+
+    def broken(forward, dynamic):
+        def run(*args, **kwargs):
+            calls.append(1)
+            raise RuntimeError("triton: no compiler found\nmore detail")
+        return run
+
+    monkeypatch.setattr(ft_compile.torch, "compile", broken)
+    eager, compiled = _model(tiny_model).train(), _model(tiny_model).train()
+    lines = []
+    assert ft_compile.compile_blocks(compiled, log=lines.append) == 2
+    ids = torch.randint(0, 500, (2, 16), generator=torch.Generator().manual_seed(0))
+    for _ in range(2):
+        (loss_e, grads_e), (loss_c, grads_c) = _step(eager, ids), _step(compiled, ids)
+        assert torch.equal(loss_e, loss_c) and all(torch.equal(e, c) for e, c in zip(grads_e, grads_c, strict=True))
+    assert calls == [1]  # tried once, by the first block; never again
+    assert ft_compile.compile_failure(compiled) == "RuntimeError: triton: no compiler found"
+    assert lines == ["ft-train: compiling the transformer blocks failed (RuntimeError: triton: no compiler found); "
+                     "training them eagerly"]
+    assert ft_compile.compile_failure(_model(tiny_model)) is None
+
+
+def test_a_recompile_refused_inside_a_capture_is_not_a_compile_failure(tiny_model, monkeypatch):
+    # Under step_graphs' no_compiling() a block that would compile again raises; that error is the
+    # capture's to handle (graphs off), so it passes through and the blocks stay compiled.
+    from ft_train import compile as ft_compile
+
+    def refusing(forward, dynamic):
+        def run(*args, **kwargs):
+            raise RuntimeError("Detected recompile when torch.compile stance is 'fail_on_recompile'.")
+        return run
+
+    monkeypatch.setattr(ft_compile.torch, "compile", refusing)
+    model = _model(tiny_model).train()
+    ft_compile.compile_blocks(model, log=lambda line: None)
+    with pytest.raises(RuntimeError, match="fail_on_recompile"):
+        model(input_ids=torch.randint(0, 500, (2, 8)), use_cache=False)
+    assert ft_compile.compile_failure(model) is None
+
+
+def test_a_run_whose_compile_fails_trains_on_and_says_so(tmp_path, tiny_model):
+    # The whole path: inductor finds no working C++ compiler (CXX=/bin/false, an empty cache), the
+    # run trains eagerly to the end, the terminal gets one line, the manifest keeps the reason.
+    import json
+    import os
+
+    from train_support import ft_train, viggo_records, write_jsonl
+
+    train = write_jsonl(tmp_path / "train.jsonl", viggo_records("train", 40))
+    env = {**os.environ, "CXX": "/bin/false", "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}
+    proc = ft_train(["-m", tiny_model, "--train", train, "-o", tmp_path / "out", "--compile", "--epochs", "1"],
+                    tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    said = [line for line in proc.stderr.splitlines() if "compiling the transformer blocks failed" in line]
+    assert len(said) == 1 and said[0].endswith("they trained eagerly")
+    timing = json.loads((tmp_path / "out" / "ft-train.json").read_text())["timing"]
+    assert timing["compiled_blocks"] == 2 and "C++ compiler" in timing["compile_failed"]

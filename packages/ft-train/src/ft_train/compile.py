@@ -10,6 +10,8 @@ the accuracy check's decoding (KV cache, a new length each step) stay eager, as 
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
 
@@ -23,30 +25,70 @@ def block_classes(model: torch.nn.Module) -> set[str]:
     return names
 
 
-def compile_blocks(model: torch.nn.Module) -> int:
+def compile_blocks(model: torch.nn.Module, log=None) -> int:
     """Compile each transformer block's forward for training; the number of blocks (0: none found,
-    nothing changed). The parameters and the state dict keep their names."""
+    nothing changed). The parameters and the state dict keep their names. A compile that fails
+    turns every block back to eager for the rest of the run, said once through `log` (default:
+    a line on stderr), as a failed CUDA graph capture does: the run goes on, slower."""
     names = block_classes(model)
     blocks = [m for m in model.modules() if type(m).__name__ in names]
+    fallback = _Fallback(log or _to_stderr)
     for block in blocks:
-        block.forward = _for_training(block, block.forward)  # an instance attribute: __call__ finds it first
+        block.forward = _for_training(block, block.forward, fallback)  # an instance attribute: __call__ finds it first
     return len(blocks)
 
 
-def _for_training(block: torch.nn.Module, forward):
+def compile_failure(model: torch.nn.Module) -> str | None:
+    """Why the model's compiled blocks went back to eager (None: they did not, or none were compiled)."""
+    for module in model.modules():
+        fallback = getattr(vars(module).get("forward"), "fallback", None)
+        if fallback is not None:
+            return fallback.reason
+    return None
+
+
+class _Fallback:
+    """What every compiled block of one model shares: the first compile that fails sends all of them
+    back to eager. It catches what fails in the forward's compile (dynamo, AOTAutograd, inductor,
+    triton); a backward compiled lazily that fails raises from backward() as before."""
+
+    def __init__(self, log):
+        self.log = log
+        self.reason: str | None = None
+
+    def fail(self, error: Exception) -> None:
+        self.reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
+        self.log(f"ft-train: compiling the transformer blocks failed ({self.reason}); training them eagerly")
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _for_training(block: torch.nn.Module, forward, fallback: _Fallback):
     compiled = torch.compile(forward, dynamic=True)
     marked = False  # the marks shape the first compile only: later calls match its dynamic graph
 
     def dispatch(*args, **kwargs):
         nonlocal marked
-        if block.training and torch.is_grad_enabled():
+        if block.training and torch.is_grad_enabled() and fallback.reason is None:
             if not marked:
                 _batch_and_length_dynamic((args, kwargs))
                 marked = True
-            return compiled(*args, **kwargs)
+            try:
+                return compiled(*args, **kwargs)
+            except Exception as error:  # noqa: BLE001 - any compile failure: eager from here on
+                if _is_recompile_refused(error):
+                    raise  # a capture's no_compiling(): step_graphs turns the graphs off, not the compile
+                fallback.fail(error)
         return forward(*args, **kwargs)
 
+    dispatch.fallback = fallback
     return dispatch
+
+
+def _is_recompile_refused(error: Exception) -> bool:
+    return isinstance(error, RuntimeError) and "fail_on_recompile" in str(error)
 
 
 def _batch_and_length_dynamic(value) -> None:

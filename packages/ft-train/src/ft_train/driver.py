@@ -324,6 +324,9 @@ def train(cfg: TrainConfig) -> dict:
     if t.get("cuda_graphs", {}).get("failed"):
         log(f"ft-train: CUDA graphs went off during the run ({t['cuda_graphs']['failed']}); the rest trained eagerly",
             cfg.quiet)
+    if t.get("compile_failed"):
+        log(f"ft-train: compiling the transformer blocks failed ({t['compile_failed']}); they trained eagerly",
+            cfg.quiet)
     result = {"best": str(Path(cfg.out_dir) / best["path"]), "best_val_ppl": best["val_ppl"],
               "epochs": len(man["epochs"])}
     if "val_accuracy" in best:

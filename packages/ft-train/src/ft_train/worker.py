@@ -337,9 +337,15 @@ class Worker:
         self.marks["checkpoint_written"] = time.time()
         if self.rank == 0:
             graphs = self.engine.graphs
+            compiled = {}
+            if cfg.compile == "on":  # how many blocks compiled, and why they went back to eager if they did
+                from ft_train.compile import compile_failure
+
+                failed = compile_failure(self.model)
+                compiled = {"compiled_blocks": self.engine.compiled_blocks, **({"compile_failed": failed} if failed else {})}
             with atomic_write(out / ".work" / manifest.WORKER_MARKS) as fh:
                 json.dump({"marks": self.marks, **self.spent, **({"graphs": graphs.summary()} if graphs else {}),
-                           **({"compiled_blocks": self.engine.compiled_blocks} if cfg.compile == "on" else {})}, fh)
+                           **compiled}, fh)
 
     def run_epoch(self, epoch: int, p: Progress, checker) -> bool:
         """Train, validate, pick the best, checkpoint, save state when due; True: stop early."""
