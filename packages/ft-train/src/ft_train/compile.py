@@ -4,8 +4,11 @@ Compiling the whole model had not finished after 5 minutes on the GPU host's CPU
 benchmarks.md). The blocks of a decoder are one class repeated (Llama's 30 LlamaDecoderLayer),
 so each block's forward is compiled with dynamic batch and length and dynamo reuses one graph
 for all of them and for every batch shape: the cost is one block's compile, once (PyTorch's
-"regional compilation"; a batch of a single row compiles once more: dynamo specializes size 1). The compiled forward runs only while training with gradients; validation and
-the accuracy check's decoding (KV cache, a new length each step) stay eager, as they were.
+"regional compilation"; a batch of a single row compiles once more: dynamo specializes size 1).
+The compiled forward runs only while training with gradients; validation and the accuracy check's
+decoding (KV cache, a new length each step) stay eager, as they were. With CUDA graphs on, the
+compiled blocks replay inside the step graphs (ft_train.step_graphs). A compile that fails sends
+every block back to eager, said once: the run goes on.
 """
 
 from __future__ import annotations
