@@ -81,8 +81,8 @@ def _for_training(block: torch.nn.Module, forward, fallback: _Fallback):
             try:
                 return compiled(*args, **kwargs)
             except Exception as error:  # noqa: BLE001 - any compile failure: eager from here on
-                if _is_recompile_refused(error):
-                    raise  # a capture's no_compiling(): step_graphs turns the graphs off, not the compile
+                if _not_a_compile_failure(error):
+                    raise  # e.g. a capture's no_compiling(): step_graphs turns the graphs off, not the compile
                 fallback.fail(error)
         return forward(*args, **kwargs)
 
@@ -90,8 +90,11 @@ def _for_training(block: torch.nn.Module, forward, fallback: _Fallback):
     return dispatch
 
 
-def _is_recompile_refused(error: Exception) -> bool:
-    return isinstance(error, RuntimeError) and "fail_on_recompile" in str(error)
+def _not_a_compile_failure(error: Exception) -> bool:
+    """Errors that are not a failed compile: a recompile refused under no_compiling(), and running
+    out of memory (the eager forward would too)."""
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "fail_on_recompile" in str(error))
 
 
 def _batch_and_length_dynamic(value) -> None:
