@@ -26,7 +26,8 @@ STEP_INPUTS = ("input_ids", "attention_mask", "position_ids", "cache_position")
 
 
 def failure_reason(exc: BaseException) -> str:
-    """A failed capture's reason in one short line: the exception's type and first line."""
+    """A failure's reason in one short line (a capture's, a compile's): the exception's type and
+    first line."""
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
 
 

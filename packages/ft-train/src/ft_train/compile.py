@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 
 import torch
+from ft_common.decode_graphs import failure_reason
 
 
 def block_classes(model: torch.nn.Module) -> set[str]:
@@ -60,7 +61,7 @@ class _Fallback:
         self.reason: str | None = None
 
     def fail(self, error: Exception) -> None:
-        self.reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
+        self.reason = failure_reason(error)
         self.log(f"ft-train: compiling the transformer blocks failed ({self.reason}); training them eagerly")
 
 
