@@ -18,6 +18,7 @@ engine: a worker decides none of it again. Rank 0 writes every file (checkpointe
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import json
 import math
@@ -144,6 +145,7 @@ def _no_packed_sequences(position_ids):
     return None
 
 
+@functools.cache  # one wrapper per original: rows_not_packed enters every forward
 def _causal_skip(original):
     """transformers' _ignore_causal_mask_sdpa, answering True (no mask: SDPA's is_causal) for a
     forward over whole rows with no padding mask and no cache, whatever is tracing; any other
