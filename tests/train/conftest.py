@@ -31,3 +31,14 @@ def e2e_run(tmp_path_factory, tiny_model, e2e_files) -> dict:
     out = ft_train(["-m", tiny_model, "--train", e2e_files["train"], "--valid", e2e_files["valid"],
                     "-o", cwd / "run", *E2E_ARGS], cwd)
     return {"proc": out, "out": cwd / "run", "seconds": time.monotonic() - start}
+
+
+@pytest.fixture(autouse=True)
+def _no_compile_failure_carried_over():
+    """ft_train.compile remembers a failed compile for the rest of the process (one run is one
+    process); tests share a process, so each starts clean."""
+    from ft_train import compile as ft_compile
+
+    ft_compile._FAILED.clear()
+    yield
+    ft_compile._FAILED.clear()

@@ -277,3 +277,40 @@ def test_the_activation_estimate_counts_one_chunk_not_every_tokens_logits():
 
     assert default_batch_tokens(True, fits(False)) == 6144
     assert default_batch_tokens(True, fits(True)) == 12288
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_the_compiled_softmax_gives_the_eager_loss_and_grads(masked):
+    """--compile's path (softmax_nll compiled, rows dynamic) over chunks of 8, 8, ... and a last
+    chunk of one row (taken eagerly: dynamo would compile size 1 again): the eager path's numbers."""
+    x, w, _, y = inputs(n=41)
+    if masked:
+        y[[3, 17, 40]] = IGNORE
+    want, want_grads = loss_and_grads(
+        lambda *a: linear_cross_entropy(a[0], a[1], a[3], chunk_rows=8, masked=masked), x, w, None, y)
+    got, got_grads = loss_and_grads(
+        lambda *a: linear_cross_entropy(a[0], a[1], a[3], chunk_rows=8, masked=masked, compiled=True), x, w, None, y)
+    assert torch.allclose(got, want, rtol=1e-5)
+    for g, h in zip(got_grads[:2], want_grads[:2], strict=True):
+        assert torch.allclose(g, h, atol=1e-6)
+    from ft_train import compile as ft_compile
+
+    assert not ft_compile.failed_before()  # it compiled, it did not fall back
+
+
+def test_softmax_nll_is_the_chunk_math():
+    """The function that gets compiled, eagerly: the plain cross-entropy and its gradient."""
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(6, V, generator=g, requires_grad=True)
+    y = torch.randint(0, V, (6, 1), generator=g)
+    keep = torch.tensor([[1.0], [0.0], [1.0], [1.0], [0.0], [1.0]])
+    nll, grad = fused_loss.softmax_nll(logits.detach(), y, keep)
+    want = (F.cross_entropy(logits, y[:, 0], reduction="none") * keep[:, 0]).sum()
+    want.backward()
+    assert torch.allclose(nll, want.detach()) and torch.allclose(grad, logits.grad, atol=1e-6)
+
+
+def test_chunk_rows_are_a_multiple_of_128_where_that_many_fit():
+    assert fused_loss.chunk_rows_for(151936) % fused_loss.ROW_MULTIPLE == 0  # 768, not 883
+    assert fused_loss.chunk_rows_for(49152) % fused_loss.ROW_MULTIPLE == 0
+    assert fused_loss.chunk_rows_for(10**9) == 1

@@ -43,12 +43,13 @@ def compile_blocks(model: torch.nn.Module, log=None) -> int:
 
 
 def compile_failure(model: torch.nn.Module) -> str | None:
-    """Why the model's compiled blocks went back to eager (None: they did not, or none were compiled)."""
+    """Why the model's compiled blocks, or its loss or optimizer step, went back to eager (None: they
+    did not, or none were compiled)."""
     for module in model.modules():
         fallback = getattr(vars(module).get("forward"), "fallback", None)
-        if fallback is not None:
+        if fallback is not None and fallback.reason:
             return fallback.reason
-    return None
+    return _FAILED[0] if _FAILED else None  # the loss's or the optimizer step's
 
 
 class _Fallback:
@@ -62,7 +63,29 @@ class _Fallback:
 
     def fail(self, error: Exception) -> None:
         self.reason = failure_reason(error)
-        self.log(f"ft-train: compiling the transformer blocks failed ({self.reason}); training them eagerly")
+        said = bool(_FAILED)
+        _FAILED.append(self.reason)
+        if not said:
+            self.log(f"ft-train: compiling the transformer blocks failed ({self.reason}); training them eagerly")
+
+
+# Compile failures in this process. The blocks, the loss's softmax (fused_loss) and the optimizer
+# step (flat_adamw) compile with one toolchain: after any of them fails, the others run eagerly
+# without trying, and only the first failure is said.
+_FAILED: list[str] = []
+
+
+def failed_before() -> bool:
+    return bool(_FAILED)
+
+
+def note_failure(what: str, error: Exception, log) -> str:
+    """Record a failed compile of `what`; say it through `log` if it is the process's first."""
+    reason = failure_reason(error)
+    if not _FAILED:
+        log(f"ft-train: compiling {what} failed ({reason}); running it eagerly")
+    _FAILED.append(reason)
+    return reason
 
 
 def _to_stderr(line: str) -> None:

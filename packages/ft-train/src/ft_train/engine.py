@@ -148,8 +148,11 @@ class FlatMaster:
     """bf16 model weights and gradients as views into two flat buffers; fp32 master weights
     (one flat tensor, the only one the optimizer sees) and their gradient.
 
-    step: master.grad = grads (fp32), clip, optimizer.step(), weights = master (bf16).
+    step: master.grad = grads (fp32), clip, optimizer.step(), weights = master (bf16); or, with
+    `fused` (--compile: ft_train.flat_adamw), all of it in one compiled pass.
     """
+
+    fused = None  # ft_train.flat_adamw.FusedFlatAdamW: PlainEngine sets it when the blocks compile
 
     def __init__(self, model: torch.nn.Module):
         params = [p for p in model.parameters() if p.requires_grad]
@@ -173,6 +176,8 @@ class FlatMaster:
 
     def step(self, optimizer, clip: float) -> None:
         with torch.no_grad():
+            if self.fused is not None and self.fused.step(optimizer, self.master, self.grads, self.weights, clip):
+                return
             self.master.grad = self.grads.float()
             if clip:
                 torch.nn.utils.clip_grad_norm_([self.master], clip)
@@ -291,6 +296,13 @@ class PlainEngine(Engine):
             from ft_train.compile import compile_blocks
 
             self.compiled_blocks = compile_blocks(model)
+            if self.compiled_blocks:  # the same compiler for the loss's softmax and the optimizer step
+                if hasattr(model, "compiled_loss"):
+                    model.compiled_loss = True
+                if self.master is not None:
+                    from ft_train.flat_adamw import FusedFlatAdamW
+
+                    self.master.fused = FusedFlatAdamW()
         params = self.master.parameters() if self.master else model.parameters()
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
                                            fused=device.type == "cuda")

@@ -14,6 +14,8 @@ gradients by the caller's grad_output (ft-train divides the summed loss by the t
 
 from __future__ import annotations
 
+import sys
+
 import torch
 import torch.nn.functional as F
 
@@ -27,8 +29,14 @@ CHUNK_LOGITS_BYTES = 512 << 20
 
 
 def chunk_rows_for(vocab: int) -> int:
-    """Rows per chunk: as many as fit CHUNK_LOGITS_BYTES of fp32 logits, at least one."""
-    return max(1, CHUNK_LOGITS_BYTES // (4 * vocab))
+    """Rows per chunk: as many as fit CHUNK_LOGITS_BYTES of fp32 logits, at least one; a multiple of
+    ROW_MULTIPLE where that many fit (at 1.5B an 883-row chunk's matmuls ran on cuBLAS's slower
+    sm80 kernels, 1.35 ms each, ~300 TFLOP/s: bench/gpu_profile.py, docs/benchmarks.md)."""
+    rows = max(1, CHUNK_LOGITS_BYTES // (4 * vocab))
+    return rows - rows % ROW_MULTIPLE if rows >= ROW_MULTIPLE else rows
+
+
+ROW_MULTIPLE = 128  # chunk rows, and (ft_train.step_graphs) a graphed batch's loss positions
 
 
 def fused_loss_bytes(rows: int, hidden: int, vocab: int, bf16: bool) -> int:
@@ -44,14 +52,15 @@ def fused_loss_bytes(rows: int, hidden: int, vocab: int, bf16: bool) -> int:
 @torch.compiler.disable  # the chunk loop's trip count follows N: compiled, it would recompile per batch
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor,
                          bias: torch.Tensor | None = None, chunk_rows: int | None = None,
-                         masked: bool = False) -> torch.Tensor:
+                         masked: bool = False, compiled: bool = False) -> torch.Tensor:
     """Summed NLL (fp32 scalar) of `labels` [N] under logits = hidden [N, H] @ weight [V, H].T + bias.
 
     Logits are computed in the inputs' dtype, as nn.Linear computes them (under autocast, in
     autocast's dtype), then upcast to fp32 for the softmax. Every label must be a class id (the
     caller has already kept only the rows that carry a loss), unless `masked`: then rows labelled
     IGNORE (-100) add nothing to the loss or the gradients, with no host sync and no
-    data-dependent shape (what a CUDA-graph step needs: ft_train.step_graphs).
+    data-dependent shape (what a CUDA-graph step needs: ft_train.step_graphs). `compiled`
+    (--compile): each chunk's softmax, loss and gradient as one compiled kernel (`softmax_nll`).
     """
     device = hidden.device.type
     if torch.is_autocast_enabled(device):  # cast as autocast would cast nn.Linear's inputs; autograd casts back
@@ -62,14 +71,14 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, labels: tor
     with torch.autocast(device, enabled=False):
         inputs = (hidden, weight, bias)
         if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
-            return _LinearCrossEntropy.apply(hidden, weight, bias, labels, rows, masked)
+            return _LinearCrossEntropy.apply(hidden, weight, bias, labels, rows, masked, compiled)
         return _chunked(hidden, weight, bias, labels, rows, (False, False, False), masked)[0]
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, weight, bias, labels, rows, masked):
-        loss, grads = _chunked(hidden, weight, bias, labels, rows, ctx.needs_input_grad[:3], masked)
+    def forward(ctx, hidden, weight, bias, labels, rows, masked, compiled):
+        loss, grads = _chunked(hidden, weight, bias, labels, rows, ctx.needs_input_grad[:3], masked, compiled)
         ctx.grads = grads
         ctx.dtypes = (hidden.dtype, weight.dtype, None if bias is None else bias.dtype)
         return loss
@@ -83,12 +92,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
         # In place: a second copy of an fp32 [V, H] gradient is what this function avoids.
         scaled = [None if g is None else g.mul_(grad_loss).to(dtype)
                   for g, dtype in zip(grads, ctx.dtypes, strict=True)]
-        return *scaled, None, None, None
+        return *scaled, None, None, None, None
 
 
-def _chunked(hidden, weight, bias, labels, rows, need, masked=False):
+def _chunked(hidden, weight, bias, labels, rows, need, masked=False, compiled=False):
     """(summed loss, [grad_hidden, grad_weight, grad_bias] for grad_output 1; None where not needed).
     `masked`: rows labelled IGNORE count for nothing (their gradient rows are zero)."""
+    fused = _compiled_softmax_nll() if compiled and any(need) else None
     need_hidden, need_weight, need_bias = need
     # Gradients of low-precision weights are summed in fp32 and cast once, so no precision is lost
     # over many chunks.
@@ -102,6 +112,14 @@ def _chunked(hidden, weight, bias, labels, rows, need, masked=False):
         if masked:
             keep = (y != IGNORE).float()
             y = y.clamp_min(0)  # any class id: the row's loss and gradient are multiplied by 0
+        if fused is not None and len(x) > 1:  # one row would compile again (dynamo specialises size 1)
+            logits = F.linear(x, weight, bias)
+            nll, grad = fused(logits, y, keep)
+            loss += nll
+            if grad_bias is not None:
+                grad_bias += grad.float().sum(0)
+            _chunk_grads(grad, x, weight, grad_hidden, grad_weight, start, rows)
+            continue
         logits = F.linear(x, weight, bias).float()  # fp32 logits are the linear's own output, no copy
         # log-softmax in place: the chunk's logits become its probabilities
         target = logits.gather(1, y)
@@ -118,12 +136,64 @@ def _chunked(hidden, weight, bias, labels, rows, need, masked=False):
         if grad_bias is not None:
             grad_bias += grad.sum(0)
         grad = grad.to(x.dtype)  # the logits' gradient as the linear's backward sees it
-        if grad_hidden is not None:
-            torch.mm(grad, weight, out=grad_hidden[start:start + rows])
-        if grad_weight is None:
-            continue
-        if grad_weight.dtype == x.dtype:
-            grad_weight.addmm_(grad.T, x)
-        else:  # a low-precision product (no mixed-dtype addmm on the CPU), summed in fp32
-            grad_weight += grad.T @ x
+        _chunk_grads(grad, x, weight, grad_hidden, grad_weight, start, rows)
     return loss, [grad_hidden, grad_weight, grad_bias]
+
+
+def _chunk_grads(grad, x, weight, grad_hidden, grad_weight, start, rows):
+    """One chunk's share of the input and weight gradients, from its logits' gradient `grad`."""
+    if grad_hidden is not None:
+        torch.mm(grad, weight, out=grad_hidden[start:start + rows])
+    if grad_weight is None:
+        return
+    if grad_weight.dtype == x.dtype:
+        grad_weight.addmm_(grad.T, x)
+    else:  # a low-precision product (no mixed-dtype addmm on the CPU), summed in fp32
+        grad_weight += grad.T @ x
+
+
+def softmax_nll(logits, y, keep):
+    """One chunk's (summed NLL, softmax - one-hot in the logits' dtype), the math of _chunked in
+    fp32. Eagerly it is no faster than _chunked's in-place steps; compiled (`compiled=True`) it is a
+    reduction and one elementwise pass that reads the bf16 logits twice and writes their bf16
+    gradient once, where the steps above read and write the fp32 logits some ten times (at 1.5B
+    three 883-row chunks a step: about 20 GB)."""
+    z = logits.float()
+    top = z.amax(1, keepdim=True)
+    e = (z - top).exp()
+    total = e.sum(1, keepdim=True)
+    nll = top + total.log() - z.gather(1, y)
+    onehot = torch.arange(z.shape[1], device=z.device) == y
+    grad = e / total - onehot.float()
+    if keep is not None:
+        nll, grad = nll * keep, grad * keep
+    return nll.sum(), grad.to(logits.dtype)
+
+
+_COMPILED: dict = {}
+
+
+def _compiled_softmax_nll():
+    """softmax_nll compiled once per process, its rows dynamic; eagerly after a failed compile
+    (ft_train.compile.note_failure: said once on stderr)."""
+    from ft_train.compile import failed_before, note_failure
+
+    if "fn" not in _COMPILED:
+        compiled = torch.compile(softmax_nll, dynamic=False)
+
+        def run(logits, y, keep):
+            for t in (logits, y, keep):
+                if t is not None:
+                    torch._dynamo.maybe_mark_dynamic(t, 0)
+            if failed_before():  # the blocks' or the optimizer's compile failed: this one would too
+                return softmax_nll(logits, y, keep)
+            try:
+                return compiled(logits, y, keep)
+            except Exception as error:  # noqa: BLE001 - a compile that fails: eager from now on
+                if isinstance(error, torch.OutOfMemoryError) or "fail_on_recompile" in str(error):
+                    raise
+                note_failure("the loss", error, lambda line: print(line, file=sys.stderr, flush=True))
+                return softmax_nll(logits, y, keep)
+
+        _COMPILED["fn"] = run
+    return _COMPILED["fn"]

@@ -41,6 +41,7 @@ from ft_common.decode_graphs import CudaGraphs, failure_reason
 
 from ft_train.compile import no_compiling
 from ft_train.data import IGNORE, batch_width
+from ft_train.fused_loss import ROW_MULTIPLE
 
 # ViGGO's 10 epochs at SmolLM2's 6,144-token recipe batches (bench/batch_shapes.py --cuda-graphs on):
 # 9 graphs and 15% padding at 16; 5 and 27% at 32; 3 and 43% at 64
@@ -55,7 +56,7 @@ class Shape:
 
 def shape_table(epochs: list[list], ctx_len: int, multiple: int) -> dict[int, Shape]:
     """{width: Shape} over every epoch's batches (group layout): the most rows and loss positions
-    any batch of each width has."""
+    any batch of each width has (the positions rounded up to a multiple of ROW_MULTIPLE)."""
     loss_count: dict[int, int] = {}  # id(row) -> its loss positions (rows recur every epoch)
     table: dict[int, Shape] = {}
     for batches in epochs:
@@ -70,7 +71,8 @@ def shape_table(epochs: list[list], ctx_len: int, multiple: int) -> dict[int, Sh
                 positions += n
             old = table.get(width, Shape(0, 0))
             table[width] = Shape(max(old.rows, len(batch)), max(old.positions, positions))
-    return table
+    # loss positions in whole multiples of the loss's chunk rows, whose matmuls run faster aligned
+    return {w: Shape(s.rows, -(-s.positions // ROW_MULTIPLE) * ROW_MULTIPLE) for w, s in table.items()}
 
 
 def pad_to_shape(x: dict, shape: Shape, pad_id: int) -> dict:

@@ -84,6 +84,8 @@ class CausalLMLoss(torch.nn.Module):
     rows' [N, vocab] logits exist at once. Returns the sum of the token NLLs.
     """
 
+    compiled_loss = False  # --compile: the fused loss's softmax compiled too (PlainEngine sets it)
+
     def __init__(self, lm: torch.nn.Module, fused: bool = True):
         super().__init__()
         self.lm = lm
@@ -95,7 +97,8 @@ class CausalLMLoss(torch.nn.Module):
         hidden = label_hidden(self.lm, input_ids, loss_index, position_ids, attention_mask)
         head = self.lm.get_output_embeddings()
         if self.fused and fusable(head):
-            return linear_cross_entropy(hidden, head.weight, loss_labels, head.bias, masked=masked)
+            return linear_cross_entropy(hidden, head.weight, loss_labels, head.bias, masked=masked,
+                                        compiled=self.compiled_loss)
         return F.cross_entropy(head(hidden).float(), loss_labels, reduction="sum", ignore_index=IGNORE)
 
 
