@@ -120,7 +120,8 @@ class TrainConfig:
     # ft_train/compile.py; auto: on for a run long enough to repay the compile (driver.compile_choice)
     compile: str = opt("auto", "torch.compile each transformer block for the training steps (ZeRO-0): one block's "
                                "compile, reused by every block and batch shape, inside the CUDA graphs. auto: on "
-                               "where CUDA graphs are on and the run trains on >= 10M tokens. --compile alone "
+                               "where CUDA graphs are on and the run trains on >= 3M tokens (at 135M; fewer for larger "
+                               "models). The loss's softmax and the optimizer step compile with them. --compile alone "
                                "means on.", type=click.Choice(COMPILE_CHOICES), is_flag=False, flag_value="on")
     # ft_train.step_graphs; auto: on where it applies (driver.graphs_choice), resolved to on or off
     cuda_graphs: str = opt("auto", "Replay each training step from a CUDA graph (one per batch width; the group "

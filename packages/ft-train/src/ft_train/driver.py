@@ -136,7 +136,7 @@ def prepare(cfg: TrainConfig, marks: dict | None = None) -> Prepared:
     cfg = graphs_choice(cfg, zero, gpu)
     train_batches = epoch_batches(cfg, train_rows)
     steps = steps_per_epoch(cfg, train_batches[0])
-    cfg = compile_choice(cfg, zero, all_tokens * cfg.epochs)
+    cfg = compile_choice(cfg, zero, all_tokens * cfg.epochs, params)
     data = {
         "train": {"file": train.name, "sha256": train.sha256, "records": len(train_rows), "truncated": truncated,
                   "tokens": all_tokens, "loss_tokens": loss_tokens},
@@ -225,18 +225,28 @@ def graphs_choice(cfg: TrainConfig, zero, gpu: bool) -> TrainConfig:
     return replace(cfg, cuda_graphs="on", pad_multiple=multiple)
 
 
-# --compile auto's threshold, in training tokens (all epochs). On one H100 (2026-12-06,
-# docs/benchmarks.md) the compiled blocks saved 3.1 us a token at 135M (a graphed step 45 -> 28.5
-# ms) and 8 us at 1.5B (178 -> 145 ms), and cost the run's first epoch 12-16 s (5.4 s with
-# inductor's cache warm): they repay a cold compile from about 4.5M tokens at 135M and 1.5M at
-# 1.5B, so from 10M a run gains at either size.
-COMPILE_MIN_TOKENS = 10_000_000
+# --compile auto's threshold, in training tokens (all epochs), at 135M parameters. On one H100
+# (2026-12-06, docs/benchmarks.md, "The optimizer step and the loss compiled too") the compiled
+# blocks, loss and optimizer step saved 4.0 us a token at 135M (a graphed ViGGO epoch 3.07 -> 1.63
+# s) and 12.9 us at 1.5B (154 -> 103 ms a 4,096-token step), and cost a 135M run's first epoch 10.5
+# s with inductor's cache empty (2.2 s warm): a cold compile repays itself from about 2.6M tokens
+# at 135M. Larger models save more a token for a compile that costs about the same (11.6 s at 1.5B
+# in phase C3), so the threshold falls as (135M / parameters)^0.5: 0.8M at 1.5B, where the
+# measured saving puts break-even near 0.9M.
+COMPILE_MIN_TOKENS = 3_000_000
+COMPILE_REF_PARAMS = 135_000_000
 
 
-def compile_choice(cfg: TrainConfig, zero, tokens: int) -> TrainConfig:
-    """--compile resolved to on or off, for a run that trains on `tokens` tokens in all. auto: on
-    where the steps replay from CUDA graphs (one CUDA worker at ZeRO-0: graphs_choice has run) and
-    there are enough tokens to repay the compile; off where inductor cannot compile for the GPU.
+def compile_min_tokens(params: int) -> int:
+    """The fewest training tokens for which --compile auto compiles a model of `params` parameters."""
+    return int(COMPILE_MIN_TOKENS * min(1.0, (COMPILE_REF_PARAMS / max(params, 1)) ** 0.5))
+
+
+def compile_choice(cfg: TrainConfig, zero, tokens: int, params: int = COMPILE_REF_PARAMS) -> TrainConfig:
+    """--compile resolved to on or off, for a run that trains a model of `params` parameters on
+    `tokens` tokens in all. auto: on where the steps replay from CUDA graphs (one CUDA worker at
+    ZeRO-0: graphs_choice has run) and there are enough tokens to repay the compile
+    (compile_min_tokens); off where inductor cannot compile for the GPU.
     Only the plain engine compiles: under DeepSpeed `on` is said to be off, in one line."""
     value = {True: "on", False: "off"}.get(cfg.compile, cfg.compile)  # a bool in manifests before 2026-12-06
     if value == "on" and zero.deepspeed:
@@ -244,7 +254,7 @@ def compile_choice(cfg: TrainConfig, zero, tokens: int) -> TrainConfig:
             "trains them eagerly", cfg.quiet)
         value = "off"
     if value == "auto":
-        worth = cfg.cuda_graphs == "on" and tokens >= COMPILE_MIN_TOKENS
+        worth = cfg.cuda_graphs == "on" and tokens >= compile_min_tokens(params)
         value = "on" if worth and _can_compile_for_gpu() else "off"
     return replace(cfg, compile=value)
 
