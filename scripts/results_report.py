@@ -31,7 +31,9 @@ SQL = [("ft-smollm2", SMOL, "fine-tuned"), ("fewshot-smollm2", SMOL, "few-shot")
        ("ft-qwen1.5b-epochs2", Q15, "fine-tuned, lr 2.9e-5, --epochs 2"),
        ("ft-qwen1.5b-lr1e-5", Q15, "fine-tuned, lr 1e-5 (--lr-rule size's plain command)"),
        ("ft-qwen1.5b-lr-loss", Q15, "fine-tuned, plain command (lr from the loss: 9.2e-6)"),
-       ("ft-smollm2-lr-loss", SMOL, "fine-tuned, plain command (lr from the loss: 4.5e-5)"),
+       ("ft-smollm2-lr-loss", SMOL, "fine-tuned, lr from the loss before its 135M fade (4.5e-5)"),
+       ("ft-smollm2-lr2e-4", SMOL, "fine-tuned, plain command (lr 2e-4: the loss rule at 135M since 2026-12-06)"),
+       ("ft-smollm2-lr-loss-run2", SMOL, "fine-tuned, lr 4.5e-5 again, paired with the row above"),
        ("ft-qwen0.5b-lr-loss", Q05, "fine-tuned, plain command (lr from the loss: 1.6e-5)"),
        ("ft-qwen0.5b-lr-loss-run2", Q05, "fine-tuned, plain command, run 2 (lr 1.6e-5)")]
 TABLES = {  # (task, part: a suffix of the run names) -> [(run name, model, method)]
@@ -58,7 +60,9 @@ TABLES = {  # (task, part: a suffix of the run names) -> [(run name, model, meth
                     ("ft-qwen1.5b-lr5e-6", Q15, "fine-tuned, --lr 5e-6"),
                     ("two-stage-value-lr-loss-qwen1.5b", Q15,
                      "two-stage: MathQA `--answer value`, then GSM8K, each stage's lr from its loss (1.2e-5, 3.1e-6)"),
-                    ("ft-smollm2-lr-loss", SMOL, "fine-tuned, plain command (lr from the loss: 3.5e-5)")],
+                    ("ft-smollm2-lr-loss", SMOL, "fine-tuned, lr from the loss before its 135M fade (3.5e-5)"),
+                    ("ft-smollm2-lr2e-4", SMOL, "fine-tuned, plain command (lr 2e-4: the loss rule at 135M since 2026-12-06)"),
+                    ("ft-smollm2-lr-loss-run2", SMOL, "fine-tuned, lr 3.5e-5 again, paired with the row above")],
 }
 
 
@@ -70,7 +74,8 @@ def model_key(run: str) -> str:
 # Runs in the tables but not the chart: ablations beside a plain run, which the chart would only crowd.
 NOT_CHARTED = {"ft-qwen1.5b-epochs6", "ft-qwen1.5b-epochs2", "ft-qwen1.5b-lr5e-5", "ft-qwen0.5b-plain",
                "ft-qwen0.5b-lr3.3e-5", "ft-qwen0.5b-lr1e-5",
-               "ft-qwen0.5b-lr-loss-run2"}  # the plain command again: the chart keeps its first run
+               "ft-qwen0.5b-lr-loss-run2",  # the plain command again: the chart keeps its first run
+               "ft-smollm2-lr-loss", "ft-smollm2-lr-loss-run2"}  # 135M's lower lrs, beside its plain 2e-4
 
 
 def table_args(task: str, part: str, runs: list[tuple[str, str, str]]) -> tuple[list[str], list[str], list[str]]:
