@@ -90,6 +90,10 @@ bench-train-smoke:
 bench-compile *ARGS: fetch-model
     {{venv}}/python bench/bench_compile.py --model {{smollm}} --out runs/bench_compile.json {{ARGS}}
 
+# The LM head's three matmuls per loss chunk in other layouts, and the kernels cuBLAS picks (bf16 on a GPU).
+bench-head-matmul *ARGS:
+    {{venv}}/python bench/bench_head_matmul.py --out runs/bench_head_matmul.json {{ARGS}}
+
 # ft-train's LM-head loss, plain vs chunked (fused): time and peak memory (CPU fp32 ~3 min; bf16 on a GPU).
 bench-loss *ARGS:
     {{venv}}/python bench/bench_loss.py --out runs/bench_loss.json {{ARGS}}

@@ -16,6 +16,7 @@
 #   ENGINES=hf,vllm: each run's best checkpoint also served by these engines in float32 and their verdicts
 #   compared (time_to_accuracy.py --engines); vLLM from /tmp/vstage, the pieces of vllm_stage.sh
 #   PROFILE15=1: bench/gpu_profile.py at 1.5B, the plain batch eager and --compile'd (carry .carry/prof)
+#   HEAD_BENCH=1 first runs bench/bench_head_matmul.py (the LM head's matmuls per loss chunk, by layout, at 1.5B's head)
 #   MFU=1 then runs (MFU_LEGS: a comma-separated subset of viggo,viggo-16k,long,long-16k,viggo-compile,viggo-compile-eager,long-compile,viggo-compile-graphs,long-compile-graphs) bench/bench_train.py at 1.5B (Qwen2.5-1.5B's config from .carry/prof/qwen, random weights;
 #   carry .carry/prof): ViGGO rows and 2,048-token rows, at the plain batch and at 16k-token batches
 set -uo pipefail
@@ -50,6 +51,9 @@ if [ -n "${GRAPHS_BENCH:-}" ]; then  # eager vs CUDA-graph steps on ViGGO's plan
     || log "bench_graphs failed"
   python3 -c "import pytest" 2>/dev/null && FT_TEST_DATA=$PWD/.carry/prof timeout 120 python3 -m pytest -q \
     -p no:cacheprovider tests/train/test_step_graphs.py > "$W/test_step_graphs.txt" 2>&1  # carry .carry/prof
+fi
+if [ -n "${HEAD_BENCH:-}" ]; then  # which layout of the head's chunk matmuls gets cuBLAS's faster kernels
+  timeout 120 python3 bench/bench_head_matmul.py --out "$W/bench_head_matmul.json" >&2 || log "bench_head_matmul failed"
 fi
 decode_bench() {  # MODEL OUT: the validation decode (--select-by accuracy) eager vs replayed from a CUDA graph
   timeout 240 python3 bench/bench_decode_graphs.py --model "$1" --valid .carry/data/viggo-valid.jsonl \
