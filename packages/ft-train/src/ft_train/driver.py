@@ -230,9 +230,10 @@ def graphs_choice(cfg: TrainConfig, zero, gpu: bool) -> TrainConfig:
 # blocks, loss and optimizer step saved 4.0 us a token at 135M (a graphed ViGGO epoch 3.07 -> 1.63
 # s) and 12.9 us at 1.5B (154 -> 103 ms a 4,096-token step), and cost a 135M run's first epoch 10.5
 # s with inductor's cache empty (2.2 s warm): a cold compile repays itself from about 2.6M tokens
-# at 135M. Larger models save more a token for a compile that costs about the same (11.6 s at 1.5B
-# in phase C3), so the threshold falls as (135M / parameters)^0.5: 0.8M at 1.5B, where the
-# measured saving puts break-even near 0.9M.
+# at 135M. Larger models save more a token for a compile of a similar cost, so the threshold falls
+# as (135M / parameters)^0.5: 0.8M at 1.5B. There the blocks' cold compile cost 11.6 s (phase C3)
+# and everything's, warm, about 8 s (phase V1): break-even 0.6-0.9M; the cold cost with the loss and
+# the optimizer compiled too is not measured yet (the next 1.5B run's first epoch will say).
 COMPILE_MIN_TOKENS = 3_000_000
 COMPILE_REF_PARAMS = 135_000_000
 
