@@ -178,3 +178,19 @@ def test_a_run_whose_compile_fails_trains_on_and_says_so(tmp_path, tiny_model):
     assert len(said) == 1 and said[0].endswith("they trained eagerly")
     timing = json.loads((tmp_path / "out" / "ft-train.json").read_text())["timing"]
     assert timing["compiled_blocks"] == 2 and "C++ compiler" in timing["compile_failed"]
+
+
+def test_the_closing_line_names_what_failed_to_compile():
+    # The first failure decides: the blocks' sends everything to eager; the loss's or the optimizer
+    # step's alone leaves the blocks compiled, and the line must not say they trained eagerly.
+    from ft_train import compile as ft_compile
+    from ft_train.driver import compile_failed_line
+
+    ft_compile.note_failure("the loss", RuntimeError("triton: out of shared memory"), lambda line: None)
+    ft_compile.note_failure(ft_compile.BLOCKS, RuntimeError("later"), lambda line: pytest.fail("said twice"))
+    assert ft_compile.compile_failed_part() == "the loss"
+    timing = {"compile_failed": ft_compile.compile_failure(torch.nn.Linear(1, 1)),
+              "compile_failed_in": ft_compile.compile_failed_part()}
+    assert compile_failed_line(timing) == ("ft-train: compiling the loss failed "
+                                           "(RuntimeError: triton: out of shared memory); it ran eagerly")
+    assert compile_failed_line({"compile_failed": "X: y"}).endswith("the transformer blocks failed (X: y); they trained eagerly")

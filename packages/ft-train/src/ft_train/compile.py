@@ -49,7 +49,13 @@ def compile_failure(model: torch.nn.Module) -> str | None:
         fallback = getattr(vars(module).get("forward"), "fallback", None)
         if fallback is not None and fallback.reason:
             return fallback.reason
-    return _FAILED[0] if _FAILED else None  # the loss's or the optimizer step's
+    return _FAILED[0][1] if _FAILED else None  # the loss's or the optimizer step's
+
+
+def compile_failed_part() -> str | None:
+    """What failed to compile first in this process ("the transformer blocks", "the loss", "the
+    optimizer step"), for the run's closing line; None: nothing failed."""
+    return _FAILED[0][0] if _FAILED else None
 
 
 class _Fallback:
@@ -64,27 +70,29 @@ class _Fallback:
     def fail(self, error: Exception) -> None:
         self.reason = failure_reason(error)
         said = bool(_FAILED)
-        _FAILED.append(self.reason)
+        _FAILED.append((BLOCKS, self.reason))
         if not said:
-            self.log(f"ft-train: compiling the transformer blocks failed ({self.reason}); training them eagerly")
+            self.log(f"ft-train: compiling {BLOCKS} failed ({self.reason}); training them eagerly")
 
 
 # Compile failures in this process. The blocks, the loss's softmax (fused_loss) and the optimizer
 # step (flat_adamw) compile with one toolchain: after any of them fails, the others run eagerly
 # without trying, and only the first failure is said.
-_FAILED: list[str] = []
+_FAILED: list[tuple[str, str]] = []  # (what, reason)
+BLOCKS = "the transformer blocks"
 
 
 def failed_before() -> bool:
     return bool(_FAILED)
 
 
-def note_failure(what: str, error: Exception, log) -> str:
-    """Record a failed compile of `what`; say it through `log` if it is the process's first."""
+def note_failure(what: str, error: Exception, log=None) -> str:
+    """Record a failed compile of `what`; say it through `log` (default: stderr) if it is the
+    process's first."""
     reason = failure_reason(error)
     if not _FAILED:
-        log(f"ft-train: compiling {what} failed ({reason}); running it eagerly")
-    _FAILED.append(reason)
+        (log or _to_stderr)(f"ft-train: compiling {what} failed ({reason}); running it eagerly")
+    _FAILED.append((what, reason))
     return reason
 
 

@@ -260,6 +260,14 @@ def compile_choice(cfg: TrainConfig, zero, tokens: int, params: int = COMPILE_RE
     return replace(cfg, compile=value)
 
 
+def compile_failed_line(timing: dict) -> str:
+    """The run's closing line for a compile that failed (the manifest's timing): the blocks' (then
+    everything trained eagerly), or the loss's or the optimizer step's alone (the blocks compiled)."""
+    part = timing.get("compile_failed_in", "the transformer blocks")
+    after = "they trained eagerly" if part == "the transformer blocks" else "it ran eagerly"
+    return f"ft-train: compiling {part} failed ({timing['compile_failed']}); {after}"
+
+
 def _can_compile_for_gpu() -> bool:
     """Inductor writes triton kernels, and triton builds its launcher with the C compiler: a run
     left to auto must not fail its first step for want of either."""
@@ -336,8 +344,7 @@ def train(cfg: TrainConfig) -> dict:
         log(f"ft-train: CUDA graphs went off during the run ({t['cuda_graphs']['failed']}); the rest trained eagerly",
             cfg.quiet)
     if t.get("compile_failed"):
-        log(f"ft-train: compiling the transformer blocks failed ({t['compile_failed']}); they trained eagerly",
-            cfg.quiet)
+        log(compile_failed_line(t), cfg.quiet)
     result = {"best": str(Path(cfg.out_dir) / best["path"]), "best_val_ppl": best["val_ppl"],
               "epochs": len(man["epochs"])}
     if "val_accuracy" in best:

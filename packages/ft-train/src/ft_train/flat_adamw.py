@@ -18,8 +18,6 @@ clip_grad_norm_'s (scale by max_norm / (norm + 1e-6) when that is below 1).
 
 from __future__ import annotations
 
-import sys
-
 import torch
 
 from ft_train.compile import failed_before, note_failure
@@ -54,7 +52,7 @@ class FusedFlatAdamW:
     def __init__(self, compiled: bool = True, log=None):
         self.compiled = compiled
         self.fn = torch.compile(adamw_flat_, fullgraph=True, dynamic=False) if compiled else adamw_flat_
-        self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.log = log  # None: stderr (compile.note_failure)
         self.failed: str | None = None
         self._lr: torch.Tensor | None = None  # the lr as a device tensor when the group holds a float
 

@@ -14,11 +14,10 @@ gradients by the caller's grad_output (ft-train divides the summed loss by the t
 
 from __future__ import annotations
 
-import sys
-
 import torch
 import torch.nn.functional as F
 
+from ft_train.compile import failed_before, note_failure
 from ft_train.data import IGNORE  # a label that carries no loss (masked mode)
 
 # A chunk's fp32 logits take at most this much: ~880 rows at Qwen2.5's 151,936-token vocabulary,
@@ -176,8 +175,6 @@ _COMPILED: dict = {}
 def _compiled_softmax_nll():
     """softmax_nll compiled once per process, its rows dynamic; eagerly after a failed compile
     (ft_train.compile.note_failure: said once on stderr)."""
-    from ft_train.compile import failed_before, note_failure
-
     if "fn" not in _COMPILED:
         compiled = torch.compile(softmax_nll, dynamic=False)
 
@@ -192,7 +189,7 @@ def _compiled_softmax_nll():
             except Exception as error:  # noqa: BLE001 - a compile that fails: eager from now on
                 if isinstance(error, torch.OutOfMemoryError) or "fail_on_recompile" in str(error):
                     raise
-                note_failure("the loss", error, lambda line: print(line, file=sys.stderr, flush=True))
+                note_failure("the loss", error)
                 return softmax_nll(logits, y, keep)
 
         _COMPILED["fn"] = run

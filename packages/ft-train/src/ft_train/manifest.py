@@ -88,6 +88,7 @@ def timing(marks: dict, worker: dict) -> dict:
         out["cuda_graphs"] = worker["graphs"]
     if "compiled_blocks" in worker:  # --compile: transformer blocks compiled (0: none found, eager)
         out["compiled_blocks"] = worker["compiled_blocks"]
-    if "compile_failed" in worker:  # why they went back to eager during the run
-        out["compile_failed"] = worker["compile_failed"]
+    for key in ("compile_failed", "compile_failed_in"):  # why, and what, went back to eager during the run
+        if key in worker:
+            out[key] = worker[key]
     return out
