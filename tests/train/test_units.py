@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import torch
@@ -27,7 +26,7 @@ from ft_train.tokens import (
     stop_token,
     tokens_from_records,
 )
-from train_support import viggo_records
+from train_support import end_rank, spawn_ranks, viggo_records
 
 
 @pytest.fixture(scope="module")
@@ -377,11 +376,10 @@ def _ddp_flat_master_worker(rank: int, world: int, model_dir: str, port: int, ou
         rows = [{"ids": [base, base + 1, base + 2], "labels": [base + 1, base + 2, IGNORE]}]
         assert train_step(engine, [rows], True, cfg, pad_id=0).stepped
     torch.save({"master": engine.master.master.detach(), "weights": engine.master.weights}, f"{out}/rank{rank}.pt")
-    # Tear down in order: both ranks past their last collective, then DDP's reducer, then the group.
-    # Destroying the group under a live DDP left a rank blocked at exit once (gloo, a fresh clone).
-    dist.barrier()
+    # DDP's reducer goes before the group: destroying the group under a live DDP left a rank
+    # blocked at exit once (gloo, a fresh clone).
     del engine, model
-    dist.destroy_process_group()
+    end_rank()
 
 
 def test_flat_master_replicas_stay_equal_under_ddp(tiny_model, tmp_path):
@@ -389,18 +387,10 @@ def test_flat_master_replicas_stay_equal_under_ddp(tiny_model, tmp_path):
     so both end with the same masters and weights (and they moved)."""
     import socket
 
-    import torch.multiprocessing as mp
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    workers = mp.spawn(_ddp_flat_master_worker, args=(2, str(tiny_model), port, str(tmp_path)), nprocs=2, join=False)
-    deadline = time.monotonic() + 240  # a rank that never exits fails the test instead of stalling the suite
-    while not workers.join(timeout=5):
-        if time.monotonic() > deadline:
-            for process in workers.processes:
-                process.kill()
-            pytest.fail("a DDP worker did not exit within 240 s")
+    spawn_ranks(_ddp_flat_master_worker, (2, str(tiny_model), port, str(tmp_path)))
     a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     assert torch.equal(a["master"], b["master"]) and torch.equal(a["weights"], b["weights"])
     from transformers import AutoModelForCausalLM

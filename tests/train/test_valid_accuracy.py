@@ -13,6 +13,7 @@ from ft_prep import viggo
 from ft_prep.sources import local_file, read_file
 from ft_train import valid_accuracy as va
 from tiny_model import build_stop_model
+from train_support import end_rank, spawn_ranks
 
 
 def prep_records(shared_data, n: int) -> list[dict]:
@@ -191,8 +192,10 @@ def _rank_main(rank: int, world: int, rendezvous: str, model_dir: str, records: 
                                    checker=_EmptyChecker(), batch_size=2, rank=rank, world=world,
                                    max_new_tokens=12, synced_gpus=True)
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps({**result, "forwards": len(forwards)}))
-    finally:
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    end_rank()
 
 
 class _EmptyChecker:
@@ -205,12 +208,10 @@ class _EmptyChecker:
 def test_ranks_sum_their_counts_and_step_together(stop_model, shared_data, tmp_path):
     import json
 
-    import torch.multiprocessing as mp
-
     records = prep_records(shared_data, 7)  # 4 + 3: rank 1 runs one filler, not counted
     # A file rendezvous: a port picked here could be taken before the ranks bind it (a flaky failure).
     rendezvous = str(tmp_path / "rendezvous")
-    mp.spawn(_rank_main, args=(2, rendezvous, str(stop_model), records, str(tmp_path)), nprocs=2, join=True)
+    spawn_ranks(_rank_main, (2, rendezvous, str(stop_model), records, str(tmp_path)))
     results = [json.loads((tmp_path / f"rank{k}.json").read_text()) for k in range(2)]
     model, tokenizer = load(stop_model)
     rank0 = va.complete(model, tokenizer, [r["prompt"] for r in records[0::2]],

@@ -47,3 +47,43 @@ def ft_train(args: list, cwd: Path, timeout: int = 300, **kw):
 
     return subprocess.run([str(BIN / "ft-train"), *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, timeout=timeout, **kw)
+
+
+# ---------------------------------------------------------------- ranks in spawned processes (gloo)
+
+
+def spawn_ranks(fn, args: tuple, nprocs: int = 2, limit_s: float = 240) -> None:
+    """mp.spawn(fn, args) that fails the test when a rank has not exited within limit_s,
+    instead of stalling the suite (a rank blocked in gloo's teardown did so once)."""
+    import time
+
+    import pytest
+    import torch.multiprocessing as mp
+
+    ranks = mp.spawn(fn, args=args, nprocs=nprocs, join=False)
+    deadline = time.monotonic() + limit_s
+    while not ranks.join(timeout=5):
+        if time.monotonic() > deadline:
+            for process in ranks.processes:
+                process.kill()
+            pytest.fail(f"a spawned rank did not exit within {limit_s:.0f} s")
+
+
+def end_rank() -> None:
+    """A spawned rank's last call, once its results are written: every rank past its last
+    collective, the group destroyed, then the process ends without interpreter finalization.
+    Gloo's worker threads can still hold a finished collective's tensors then; freeing them
+    at finalization takes the GIL from a dying interpreter and aborts (SIGABRT, "terminate
+    called without an active exception", once in CI after both ranks had finished)."""
+    import gc
+    import os
+    import sys
+
+    import torch.distributed as dist
+
+    dist.barrier()
+    dist.destroy_process_group()
+    gc.collect()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
