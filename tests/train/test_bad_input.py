@@ -86,6 +86,6 @@ def test_diverged_loss_between_log_lines_stops_before_the_epoch_is_validated(tmp
                     "-o", tmp_path / "o", "--epochs", "2", "--lr", "1e30", "--warmup", "0", "--log-every", "100000"],
                    tmp_path)
     assert out.returncode == 1, out.stderr
-    assert "the training loss is" in out.stderr.strip().splitlines()[-1] and "epoch 1/2" not in out.stderr
+    assert "the training loss is" in out.stderr.strip().splitlines()[-1] and "ft-train: epoch 1/2:" not in out.stderr
     rows = [json.loads(line) for line in (tmp_path / "o" / "metrics.jsonl").read_text().splitlines()]
     assert not any("train_loss" in r for r in rows)  # epoch 1 was neither validated nor kept

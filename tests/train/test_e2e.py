@@ -44,7 +44,8 @@ def test_loss_falls(run):
     steps = [r for r in rows if "loss" in r]
     epochs = [r for r in rows if "val_ppl" in r]
     assert {"step", "loss", "lr", "tokens_per_s", "epoch"} <= set(steps[0])
-    assert [r["step"] for r in steps[:2]] == [1, 5]  # step 1: the loss before any update; then every --log-every
+    # step 1: the loss before any update; step 2: the first ETA; then every --log-every
+    assert [r["step"] for r in steps[:3]] == [1, 2, 5]
     assert steps[-1]["loss"] < 0.6 * steps[0]["loss"], (steps[0], steps[-1])
     assert [e["epoch"] for e in epochs] == [1, 2]
     assert epochs[1]["val_ppl"] < epochs[0]["val_ppl"]

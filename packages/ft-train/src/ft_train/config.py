@@ -165,7 +165,8 @@ class TrainConfig:
     special_tokens: list[str] = field(default_factory=list)  # added with special_tokens=True (the driver fills it)
     stop: str | None = None  # the stop token: the checkpoint's eos in its generation config
 
-    log_every: int = opt(10, "A metrics.jsonl line every N steps (and at step 1: the loss before any update).",
+    log_every: int = opt(10, "A metrics.jsonl line every N steps (and at steps 1 and 2: the loss before any "
+                             "update, the first ETA).",
                          type=click.IntRange(min=1))
     seed: int = shared(0, seed_option())  # weights of new rows (none: mean init), data order, torch RNG
     quiet: bool = shared(False, common_options)  # no progress line (-q; common_options also adds -v)

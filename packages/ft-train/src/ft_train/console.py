@@ -5,7 +5,8 @@ there (PlacementGroupCleaner's state-API retries, token auth, the PreemptionWatc
 DeepSpeed and the C++ core write straight to file descriptors 1 and 2. `Console` points both
 descriptors, and so every one of those writers, at OUT_DIR/ft-train.log for the run, and keeps
 a handle on the real stderr for ft-train's own lines: the plan, one progress bar redrawn in
-place (terminal only), one line per epoch, the result. With -v nothing is redirected (the
+place (on a terminal; off one, the same text as a line at most every PLAIN_EVERY_S), one line
+per epoch, the result. With -v nothing is redirected (the
 libraries' output shows, as before); with -q only errors show, after the run, through the CLI.
 """
 
@@ -21,6 +22,9 @@ from ft_common.errors import InputError
 from ft_common.jsonl import iter_lines_as_records
 
 LOG_NAME = "ft-train.log"
+# Off a terminal (a log file, nohup, CI) the progress bar is a line: the first once an ETA can be
+# told (step 2), then at most this often, so a CPU run of hours says how long it will take.
+PLAIN_EVERY_S = 60.0
 
 
 class Console:
@@ -101,8 +105,9 @@ def _width() -> int:
 
 class MetricsWatcher:
     """Follows OUT_DIR/metrics.jsonl while the workers train: the progress bar from step lines
-    (step/total, epoch, loss, tokens/s, ETA), one console line per epoch row; on_last_epoch() once
-    the last epoch's row (the last of --epochs, or one that stopped early) is there."""
+    (step/total, epoch, loss, tokens/s, ETA; off a terminal a line, see PLAIN_EVERY_S), one console
+    line per epoch row; on_last_epoch() once the last epoch's row (the last of --epochs, or one
+    that stopped early) is there."""
 
     def __init__(self, path: Path, console: Console, total_steps: int, epochs: int, start_line: int = 0,
                  on_last_epoch=None):
@@ -112,6 +117,7 @@ class MetricsWatcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ft-train-progress", daemon=True)
         self._first: tuple[float, int] | None = None  # (time, step) of the first step line seen
+        self._said_at: float | None = None  # off a terminal: the step time of the last progress line
 
     def start(self) -> None:
         self._thread.start()
@@ -146,18 +152,38 @@ class MetricsWatcher:
                 self.console.line(f"ft-train: lr {row['lr_chosen']:.1e} (loss {row['loss_before']:.2f} on the "
                                   "training targets before any update)")
             elif "loss" in row:
-                self.console.bar(self._bar_text(row))
+                self._progress(row)
 
-    def _bar_text(self, row: dict) -> str:
-        step, now = row["step"], row.get("time", time.time())
+    def _progress(self, row: dict) -> None:
+        now = row.get("time", time.time())
         if self._first is None:
-            self._first = (now, step)
+            self._first = (now, row["step"])
+        text, has_eta = self._bar_text(row, now)
+        if self.console.live:
+            self.console.bar(text)
+        elif has_eta and (self._said_at is None or now - self._said_at >= PLAIN_EVERY_S):
+            self._said_at = now
+            self.console.line(text)
+
+    def _bar_text(self, row: dict, now: float) -> tuple[str, bool]:
+        """The bar's text, and whether it tells an ETA (from the first step line seen on)."""
+        step = row["step"]
         t0, s0 = self._first
         eta = ""
         if step > s0 and now > t0:
-            eta = f", ETA {(self.total - step) * (now - t0) / (step - s0):.0f}s"
+            eta = f", ETA {duration((self.total - step) * (now - t0) / (step - s0))}"
         return (f"ft-train: step {step}/{self.total}, epoch {row['epoch']}/{self.epochs}, "
-                f"loss {row['loss']:.3f}, {row.get('tokens_per_s', 0):,.0f} tok/s{eta}")
+                f"loss {row['loss']:.3f}, {row.get('tokens_per_s', 0):,.0f} tok/s{eta}"), bool(eta)
+
+
+def duration(seconds: float) -> str:
+    """'42s', '3m 05s', '6h 24m': an ETA a reader takes in at a glance."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {s % 3600 // 60:02d}m"
 
 
 def epoch_line(row: dict, epochs: int) -> str:

@@ -449,8 +449,9 @@ class Worker:
             if self.ray_parent is not None and os.getppid() != self.ray_parent:  # our Ray node was killed
                 os._exit(1)
             state_due = False
-            # Step 1 is logged too: its loss is the model's on the task's targets before any update.
-            if p.step % cfg.log_every == 0 or p.step in (1, plan.total_steps):
+            # Steps 1 and 2 are logged too: step 1's loss is the model's on the task's targets before
+            # any update, and step 2 times one step, the first ETA (a CPU step can take half a minute).
+            if p.step % cfg.log_every == 0 or p.step in (1, 2, plan.total_steps):
                 # one sync per log line: the loss, the tokens, and rank 0's clock saying a state save is due
                 loss_total, tok_total, seen_total, due = all_sum(run_loss, run_tokens, seen_tokens,
                                                                  self.ckpt.clock_due())
