@@ -194,7 +194,37 @@ def test_progress_draws_only_on_a_terminal(monkeypatch, capsys):
     p.note("x")
     p.update(4)
     p.close()
-    assert pipe.getvalue() == ""
+    assert pipe.getvalue() == ""  # a short job's log holds nothing
+
+
+def test_off_a_terminal_progress_is_a_whole_line_a_minute(monkeypatch):
+    """A long job's log gets the progress text as whole lines (no carriage returns), at most one
+    per PLAIN_EVERY_S, the ETA read at a glance; -q gets none."""
+    from ft_common import progress as progress_module
+    from ft_common.progress import PLAIN_EVERY_S, Progress
+
+    clock = [1000.0]
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: clock[0])
+    pipe = io.StringIO()
+    monkeypatch.setattr("sys.stderr", pipe)
+    p, quiet = Progress("ft-x", total=400), Progress("ft-x", total=400, quiet=True)
+    for _ in range(100):  # one record a second
+        clock[0] += 1.0
+        p.update(extra="12 tok/s")
+        quiet.update()
+    assert PLAIN_EVERY_S == 60.0
+    assert pipe.getvalue() == "ft-x: 60/400 ETA 5m 40s 1.0 rec/s 12 tok/s\n"
+    clock[0] += PLAIN_EVERY_S
+    p.note("batch 3/4")  # work inside one item counts too
+    assert pipe.getvalue().splitlines()[1:] == ["ft-x: 100/400 ETA 8m 00s 0.6 rec/s batch 3/4"]
+    assert "\r" not in pipe.getvalue()
+
+
+def test_durations_read_at_a_glance():
+    from ft_common.progress import duration
+
+    assert [duration(s) for s in (0, 41.6, 60, 185, 3599, 3600, 23040, -5)] == [
+        "0s", "42s", "1m 00s", "3m 05s", "59m 59s", "1h 00m", "6h 24m", "0s"]
 
 
 def test_verbose_shows_traceback(tmp_path, capsys, monkeypatch):

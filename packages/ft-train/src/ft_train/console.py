@@ -20,11 +20,14 @@ from pathlib import Path
 
 from ft_common.errors import InputError
 from ft_common.jsonl import iter_lines_as_records
+from ft_common.progress import PLAIN_EVERY_S, duration
 
 LOG_NAME = "ft-train.log"
-# Off a terminal (a log file, nohup, CI) the progress bar is a line: the first once an ETA can be
-# told (step 2), then at most this often, so a CPU run of hours says how long it will take.
-PLAIN_EVERY_S = 60.0
+# Off a terminal (a log file, nohup, CI) the progress bar is a line: the first once its ETA rests
+# on PLAIN_FIRST_S of steps (a GPU's first steps compile and capture graphs and would tell an ETA
+# many times too long; a CPU step of half a minute tells it at step 2), then at most every
+# PLAIN_EVERY_S (ft-common's, as for the other commands): a run of hours says so early.
+PLAIN_FIRST_S = 20.0
 
 
 class Console:
@@ -161,7 +164,8 @@ class MetricsWatcher:
         text, has_eta = self._bar_text(row, now)
         if self.console.live:
             self.console.bar(text)
-        elif has_eta and (self._said_at is None or now - self._said_at >= PLAIN_EVERY_S):
+        elif has_eta and (now - self._first[0] >= PLAIN_FIRST_S if self._said_at is None
+                          else now - self._said_at >= PLAIN_EVERY_S):
             self._said_at = now
             self.console.line(text)
 
@@ -174,16 +178,6 @@ class MetricsWatcher:
             eta = f", ETA {duration((self.total - step) * (now - t0) / (step - s0))}"
         return (f"ft-train: step {step}/{self.total}, epoch {row['epoch']}/{self.epochs}, "
                 f"loss {row['loss']:.3f}, {row.get('tokens_per_s', 0):,.0f} tok/s{eta}"), bool(eta)
-
-
-def duration(seconds: float) -> str:
-    """'42s', '3m 05s', '6h 24m': an ETA a reader takes in at a glance."""
-    s = max(0, round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60:02d}s"
-    return f"{s // 3600}h {s % 3600 // 60:02d}m"
 
 
 def epoch_line(row: dict, epochs: int) -> str:
