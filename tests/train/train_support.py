@@ -72,9 +72,11 @@ def spawn_ranks(fn, args: tuple, nprocs: int = 2, limit_s: float = 240) -> None:
 def end_rank() -> None:
     """A spawned rank's last call, once its results are written: every rank past its last
     collective, the group destroyed, then the process ends without interpreter finalization.
-    Gloo's worker threads can still hold a finished collective's tensors then; freeing them
-    at finalization takes the GIL from a dying interpreter and aborts (SIGABRT, "terminate
-    called without an active exception", once in CI after both ranks had finished)."""
+    Rank 0 of test_valid_accuracy's gloo test aborted once in CI after both ranks had written
+    their results (SIGABRT, "terminate called without an active exception"; not reproduced in
+    27 runs here). The likely cause, as pytorch/pytorch#179291 describes it: gloo's worker
+    threads still hold a finished collective's tensors, and freeing them during finalization
+    takes the GIL from a dying interpreter."""
     import gc
     import os
     import sys
