@@ -126,7 +126,8 @@ def run_ft_train(model: str, train: Path, valid: Path, out: Path, extra: list[st
     result = json.loads(proc.stdout)
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
     steps = [x for x in lines if "tokens_per_s" in x]
-    steady = steps[2:] if len(steps) > 4 else steps
+    # steps 1 and 2 are always logged (the loss before training, the first ETA): time from step 2 on
+    steady = [x for x in steps if x["step"] > 2] if len(steps) > 4 else steps
     epochs = [x for x in lines if "val_ppl" in x]
     train_s = (epochs[-1]["time"] - steps[0]["time"]) if steps and epochs else None
     manifest = json.loads((out / "ft-train.json").read_text())

@@ -201,9 +201,10 @@ def run(name: str, args, gpu: str) -> dict:
         "launch": manifest["resolved"].get("launch"),  # local: in ft-train's process; ray: a worker process
         "timing": manifest.get("timing"),
         "peak_mem_gb": max((m.get("peak_mem_gb", 0) for m in read_jsonl(out / "metrics.jsonl")), default=None),
-        # the first window of steps left out (shapes captured, kernels tuned), as is step 1's line
+        # the first window of steps left out (shapes captured, kernels tuned), as are the lines
+        # of steps 1 and 2 (always logged: the loss before training, the first ETA)
         "tokens_per_s_median": median([m["tokens_per_s"] for m in read_jsonl(out / "metrics.jsonl")
-                                       if "tokens_per_s" in m and m["step"] > 1][1:]),
+                                       if "tokens_per_s" in m and m["step"] > 2][1:]),
         "per_epoch": per_epoch(manifest),
     })
     for i, part in enumerate(evals):
