@@ -68,11 +68,7 @@ class _Fallback:
         self.reason: str | None = None
 
     def fail(self, error: Exception) -> None:
-        self.reason = failure_reason(error)
-        said = bool(_FAILED)
-        _FAILED.append((BLOCKS, self.reason))
-        if not said:
-            self.log(f"ft-train: compiling {BLOCKS} failed ({self.reason}); training them eagerly")
+        self.reason = note_failure(BLOCKS, error, self.log, then="training them eagerly")
 
 
 # Compile failures in this process. The blocks, the loss's softmax (fused_loss) and the optimizer
@@ -86,12 +82,12 @@ def failed_before() -> bool:
     return bool(_FAILED)
 
 
-def note_failure(what: str, error: Exception, log=None) -> str:
-    """Record a failed compile of `what`; say it through `log` (default: stderr) if it is the
-    process's first."""
+def note_failure(what: str, error: Exception, log=None, then: str = "running it eagerly") -> str:
+    """Record a failed compile of `what` and return its reason; say it through `log` (default:
+    stderr) if it is the process's first."""
     reason = failure_reason(error)
     if not _FAILED:
-        (log or _to_stderr)(f"ft-train: compiling {what} failed ({reason}); running it eagerly")
+        (log or _to_stderr)(f"ft-train: compiling {what} failed ({reason}); {then}")
     _FAILED.append((what, reason))
     return reason
 
@@ -113,7 +109,7 @@ def _for_training(block: torch.nn.Module, forward, fallback: _Fallback):
             try:
                 return compiled(*args, **kwargs)
             except Exception as error:  # noqa: BLE001 - any compile failure: eager from here on
-                if _not_a_compile_failure(error):
+                if not_a_compile_failure(error):
                     raise  # e.g. a capture's no_compiling(): step_graphs turns the graphs off, not the compile
                 fallback.fail(error)
         return forward(*args, **kwargs)
@@ -122,7 +118,7 @@ def _for_training(block: torch.nn.Module, forward, fallback: _Fallback):
     return dispatch
 
 
-def _not_a_compile_failure(error: Exception) -> bool:
+def not_a_compile_failure(error: Exception) -> bool:
     """Errors that are not a failed compile: a recompile refused under no_compiling(), and running
     out of memory (the eager forward would too)."""
     return isinstance(error, torch.OutOfMemoryError) or (

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ft_train.compile import failed_before, note_failure
+from ft_train.compile import failed_before, not_a_compile_failure, note_failure
 from ft_train.data import IGNORE  # a label that carries no loss (masked mode)
 
 # A chunk's fp32 logits take at most this much: ~880 rows at Qwen2.5's 151,936-token vocabulary,
@@ -187,7 +187,7 @@ def _compiled_softmax_nll():
             try:
                 return compiled(logits, y, keep)
             except Exception as error:  # noqa: BLE001 - a compile that fails: eager from now on
-                if isinstance(error, torch.OutOfMemoryError) or "fail_on_recompile" in str(error):
+                if not_a_compile_failure(error):
                     raise
                 note_failure("the loss", error)
                 return softmax_nll(logits, y, keep)
