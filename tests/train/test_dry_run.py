@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from ft_train import recipe
 from train_support import ft_train, viggo_records, write_jsonl
 
 
@@ -17,8 +18,9 @@ def test_dry_run_prints_the_plan_and_leaves_nothing(tmp_path, tiny_model):
     assert plan["dry_run"] is True and plan["device"] == "cuda" and plan["dtype"] == "bfloat16"
     assert plan["launch"] == "local" and plan["total_steps"] == plan["steps_per_epoch"] * plan["recipe"]["epochs"]
     assert set(plan["recipe"]["chosen"]) == {"lr", "epochs", "batch_tokens", "warmup"}
-    # the default lr rule (loss) leaves the lr to the workers, who measure the loss first
-    assert plan["recipe"]["lr_rule"] == "loss" and plan["recipe"]["lr"] is None
+    # the default lr rule (auto) leaves the lr to the workers, who measure the loss first, only where the
+    # loss moves it: not at a tiny model's size (test_lr_from_loss)
+    assert plan["recipe"]["lr_rule"] == "auto" and plan["recipe"]["lr"] == recipe.loss_rule_lr(plan["recipe"]["params"], 4.19)
     assert plan["data"]["train"]["records"] == 57  # 5% held out for validation
     # graphs on one GPU; --compile auto leaves a run this small uncompiled, --compile turns it on
     assert (plan["cuda_graphs"], plan["compile"]) == ("on", "off")

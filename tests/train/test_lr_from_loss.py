@@ -1,6 +1,7 @@
 """--lr-rule loss: the lr is chosen from the model's loss on the training targets before any update
 (ft_train.recipe.loss_rule_lr, measured by the workers): the rule, the engine's schedule, and runs
-in process and on 2 Ray workers under ZeRO-3; a saved state keeps the chosen lr."""
+in process and on 2 Ray workers under ZeRO-3; a saved state keeps the chosen lr. The default,
+--lr-rule auto, measures only where the loss moves the lr (above 135M)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,22 @@ def test_the_plan_says_the_lr_comes_from_the_loss_unless_given():
     assert given.line(76).startswith("lr 3.0e-05 (given), ")
     size = recipe.choose(params=QWEN_1_5B, tokens_per_epoch=360_000, batch_cap=24576)
     assert size.line(76).startswith("lr 1.0e-05 (1777M parameters), ")
+
+
+def test_auto_measures_the_loss_only_where_it_moves_the_lr():
+    """The default: at 1.5B the loss rule as --lr-rule loss; at 135M and below (loss exponent 0) no
+    measurement (55 s of a CPU run's start) and the lr any measured loss would have given."""
+    large = recipe.choose(params=QWEN_1_5B, tokens_per_epoch=360_000, batch_cap=24576, lr_rule="auto")
+    assert large.lr_from_loss and large.line(76).startswith("lr from the loss before training (1,777M parameters), ")
+    for params in (134_515_008, 1_000_000):
+        small = recipe.choose(params=params, tokens_per_epoch=360_000, batch_cap=24576, lr_rule="auto")
+        assert not small.lr_from_loss and "lr" in small.chosen
+        assert small.lr == recipe.loss_rule_lr(params, 1.75) == recipe.loss_rule_lr(params, 4.19)
+        assert small.line(76).startswith(f"lr {small.lr:.1e} ({params / 1e6:.0f}M parameters: at this size the loss")
+        measured = recipe.choose(params=params, tokens_per_epoch=360_000, batch_cap=24576, lr_rule="loss")
+        assert measured.lr_from_loss  # --lr-rule loss measures anyway, to record the loss
+    given = recipe.choose(params=QWEN_1_5B, tokens_per_epoch=360_000, batch_cap=24576, lr=3e-5, lr_rule="auto")
+    assert not given.lr_from_loss and given.lr == 3e-5
 
 
 def _engine(tiny_model, lr=1e-3, warmup=0.5):
@@ -117,6 +134,21 @@ def test_the_default_size_rule_measures_nothing(tmp_path, tiny_model):
     _, rows, man = _run(tmp_path, tiny_model, "size", "--lr-rule", "size")
     assert rows[0]["step"] == 1 and not any("lr_chosen" in r for r in rows)
     assert man["config"]["lr"] == recipe.rule_lr(man["resolved"]["recipe"]["params"])
+
+
+def test_the_default_at_a_small_model_trains_at_the_rule_s_lr_without_measuring(tmp_path, tiny_model):
+    args = [a for a in ARGS if a not in ("--lr-rule", "loss")]
+    train = write_jsonl(tmp_path / "train.jsonl", viggo_records("train", 64))
+    valid = write_jsonl(tmp_path / "valid.jsonl", viggo_records("valid", 8))
+    out = tmp_path / "auto"
+    proc = ft_train(["-m", tiny_model, "--train", train, "--valid", valid, "-o", out, *args], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    man = json.loads((out / "ft-train.json").read_text())
+    params = man["resolved"]["recipe"]["params"]
+    assert rows[0]["step"] == 1 and not any("lr_chosen" in r for r in rows)
+    assert man["config"]["lr"] == recipe.loss_rule_lr(params, recipe.LOSS_REF) and man["resolved"]["recipe"]["lr_rule"] == "auto"
+    assert "at this size the loss would not move it" in proc.stderr and "before any update)" not in proc.stderr
 
 
 def test_a_given_lr_is_used_as_is_with_no_measurement(tmp_path, tiny_model):

@@ -86,9 +86,10 @@ class TrainConfig:
                                    "the model's; 10 at most, as the case study]", type=click.IntRange(min=1))
     lr: float | None = opt(None, "Peak learning rate (linear warmup, cosine decay to lr/10). [default: by "
                                  "--lr-rule]", type=click.FloatRange(min=0, min_open=True))  # AdamW
-    lr_rule: str = opt("loss", "How the default lr is chosen: loss: from the model's size and its loss on the "
+    lr_rule: str = opt("auto", "How the default lr is chosen: loss: from the model's size and its loss on the "
                                "training targets before any update, measured first on 8 batches (2e-4 x "
-                               "(135M/params)^0.5 x (loss/4.19)^2 from 0.6B up; the loss counts less below, not at 135M); size: from "
+                               "(135M/params)^0.5 x (loss/4.19)^2 from 0.6B up; the loss counts less below, not at 135M); "
+                               "auto: the same, measured only where the loss moves the lr (above 135M); size: from "
                                "the model's size alone (2e-4 at 135M, "
                                "1e-5 from 0.6B up).", type=click.Choice(LR_RULES))
     warmup: float | None = opt(None, "Warmup share of all steps. [default: 3%, at least 10 steps]",

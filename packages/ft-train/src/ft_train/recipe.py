@@ -3,9 +3,9 @@ size and the data for every one of them the user did not set.
 
 Why these rules (measurements: the ft-train README, "The default recipe"):
 
-- Learning rate (--lr-rule loss, the default) reads how new the task is to the model: its mean
-  loss on the training targets before any update (the workers measure it on the first
-  PROBE_BATCHES training batches). lr = 2e-4 x (135M / params)^0.5 x (loss / 4.19)^e, within
+- Learning rate (--lr-rule auto, the default: the loss rule, measured where it can move the lr)
+  reads how new the task is to the model: its mean loss on the training targets before any
+  update (the workers measure it on the first PROBE_BATCHES training batches). lr = 2e-4 x (135M / params)^0.5 x (loss / 4.19)^e, within
   [LOSS_LR_MIN, LR_MAX]: 2e-4 at SmolLM2-135M on ViGGO (loss 4.19), the exponents a least-squares
   fit (0.50, 2.08) to the best lrs measured at 0.63B and 1.78B (GSM8K 5e-6, SQL 1e-5, ViGGO 2.9e-5
   at 1.78B; SQL 1e-5 at 0.63B). Trained with on one H100 (the ft-train README, "The default lr"):
@@ -13,6 +13,8 @@ Why these rules (measurements: the ft-train README, "The default recipe"):
   97.3% against 96.4%. At 135M the loss's lower rates lost, paired on one machine: GSM8K 3.5%
   against 8.8% at 2e-4 (p = 1e-6), Spider 48.6% against 58.2% (p = 9e-8), WikiSQL 85.2% both; so
   the loss exponent e is 2 from 0.63B up and fades to 0 at 135M (loss_exponent): 2e-4 there.
+  Where e is 0 the measurement cannot change the lr, so auto skips it (55 s of a 135M CPU run's
+  start, ~0.4 s on an H100); --lr-rule loss measures anyway, to record the loss.
 - --lr-rule size, the rule before: the lr falls with model size alone, as a power law from 2e-4 at
   135M (it beat 1e-4 on ViGGO) to 1e-5 at 0.63B (Qwen2.5-Coder-0.5B as loaded), and stays at 1e-5
   above. At 0.5B, 1e-5 beat 3.3e-5 on SQL (Spider 75.0% against 69.4%, WikiSQL 89.2% against
@@ -44,7 +46,7 @@ LOSS_REF = 4.19  # --lr-rule loss: LR_REF at REF_PARAMS for a task at this loss 
 SIZE_EXPONENT, LOSS_EXPONENT = 0.5, 2.0  # fitted to the best lrs measured at 0.63B and 1.78B (module doc)
 LOSS_LR_MIN = 1e-6
 PROBE_BATCHES = 8  # training batches the loss before training is measured on (ft_train.worker)
-LR_RULES = ("size", "loss")
+LR_RULES = ("auto", "loss", "size")
 TOKENS_REF = 4_000_000
 TARGET_STEPS = 600
 MIN_BATCH_TOKENS = 4096
@@ -65,12 +67,15 @@ class Recipe:
     batch_size: int | None = None  # --batch-size: batches of this many sequences (batch_tokens unused)
     micro_batches: int = 1  # a given batch too large for the GPU, split into this many (plan.split_to_fit)
     micro: int = 0  # ... of this many tokens (sequences with batch_size)
-    lr_rule: str = "size"  # how a chosen lr is chosen (--lr-rule): "loss" leaves it to the workers
+    lr_rule: str = "size"  # how a chosen lr is chosen (--lr-rule): "loss" leaves it to the workers, "auto" too
+    # where the loss can move it
 
     @property
     def lr_from_loss(self) -> bool:
-        """Whether the workers choose the lr, from the loss before training (--lr-rule loss, no --lr)."""
-        return "lr" in self.chosen and self.lr_rule == "loss"
+        """Whether the workers choose the lr, from the loss before training (no --lr; --lr-rule loss, or
+        auto where the loss moves the lr: above 135M)."""
+        measured = self.lr_rule == "loss" or (self.lr_rule == "auto" and loss_exponent(self.params) > 0)
+        return "lr" in self.chosen and measured
 
     def line(self, steps_per_epoch: int) -> str:
         """One line for the terminal and the manifest: each value, and what chose it."""
@@ -81,6 +86,8 @@ class Recipe:
 
         if self.lr_from_loss:
             lr = f"lr from the loss before training ({params / 1e6:,.0f}M parameters)"
+        elif "lr" in self.chosen and self.lr_rule == "auto":
+            lr = f"lr {self.lr:.1e} ({params / 1e6:.0f}M parameters: at this size the loss would not move it)"
         else:
             lr = f"lr {self.lr:.1e}{why('lr', f'{params / 1e6:.0f}M parameters')}"
         return (f"{lr}, "
@@ -146,8 +153,8 @@ def choose(*, params: int, tokens_per_epoch: int, batch_cap: int, lr: float | No
     With `batch_size` (--batch-size) batches hold that many sequences, and batch_tokens only
     bounds memory (the cap)."""
     chosen = []
-    if lr is None:
-        lr, chosen = rule_lr(params), chosen + ["lr"]
+    if lr is None:  # the loss rule's lr before any loss is measured: what auto trains at where the loss cannot move it
+        lr, chosen = (rule_lr(params) if lr_rule == "size" else loss_rule_lr(params, LOSS_REF)), chosen + ["lr"]
     if epochs is None:
         epochs, chosen = rule_epochs(tokens_per_epoch, params), chosen + ["epochs"]
     if batch_tokens is None:

@@ -2,7 +2,7 @@
 
     train_loop_per_worker        Ray's entry: Worker(plan).fit()
     Worker.__init__              rank, device; the model with the added tokens; the engine the plan names
-    Worker.fit                   resume (or, --lr-rule loss, choose the lr from the loss first), then for
+    Worker.fit                   resume (or, with the lr left to it, choose it from the loss first), then for
                                  each epoch: train_epoch, evaluate, pick the best, checkpoint, save
                                  the training state when due, stop early if told
     Worker.train_epoch           train_step over this rank's share of the epoch's batches, a
@@ -324,7 +324,7 @@ class Worker:
         extra = self.ckpt.restore()
         p = Progress.restored(extra, self.rank) if extra else Progress()
         self.metrics = Metrics(out / "metrics.jsonl", self.rank, p.step if extra else None)
-        if self.plan.recipe.get("lr", 0) is None:  # left to us (Recipe.lr_from_loss: --lr-rule loss, no --lr):
+        if self.plan.recipe.get("lr", 0) is None:  # left to us (Recipe.lr_from_loss: no --lr, the loss rule):
             # the lr from the loss before training, or a resumed state's
             self.adopt_lr(self.engine.peak_lr() if extra else self.lr_from_loss())
         # a Ray worker whose node is gone (ft-train killed) must stop writing; in process it goes with us
