@@ -11,8 +11,11 @@ compiled too") has these products on cuBLAS's sm80 cutlass kernels, 1.3-1.4 ms e
     dgrad    [R, H]  g @ W          | (W.T @ g.T).T
     wgrad    [V, H]  g.T @ x        | (x.T @ g).T   (+ the fp32 accumulator's add, as fused_loss does)
 
-and, on CUDA, names the kernels each one ran (torch.profiler). The median of --repeats timed runs after a
-warm-up, CUDA events; TFLOP/s = 2 R H V / time.
+and, on CUDA, names the kernels each one ran (torch.profiler, the longest first), and two more wgrad
+forms: `addmm_` into a bf16 accumulator (Liger Kernel's; the add inside the GEMM) and `addmm` with
+`out_dtype=float32` into the fp32 one. `--graphs` times each product replayed from a CUDA graph as
+well, as ft-train's graphed steps run it (cuBLAS may choose other kernels under capture). The median
+of --repeats timed runs after a warm-up, CUDA events; TFLOP/s = 2 R H V / time.
 
     python bench/bench_head_matmul.py --out runs/bench_head_matmul.json          # CUDA: bf16
     python bench/bench_head_matmul.py --rows 64 --vocab 4096 --repeats 2         # CPU smoke (fp32)
@@ -29,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 
-def layouts(x, w, g, acc):
+def layouts(x, w, g, acc, acc16):
     """{product: {layout: thunk}}; each thunk returns the product as fused_loss uses it."""
     return {
         "logits": {"F.linear(x, W)": lambda: F.linear(x, w),
@@ -37,7 +40,10 @@ def layouts(x, w, g, acc):
         "dgrad": {"g @ W": lambda: g @ w,
                   "(W.T @ g.T).T": lambda: (w.T @ g.T).T},
         "wgrad": {"g.T @ x, fp32 add": lambda: acc.add_(g.T @ x),
-                  "(x.T @ g).T, fp32 add": lambda: acc.add_((x.T @ g).T)},
+                  "(x.T @ g).T, fp32 add": lambda: acc.add_((x.T @ g).T),
+                  **({"addmm_ bf16 acc": lambda: acc16.addmm_(g.T, x),
+                      "addmm out_dtype fp32": lambda: torch.addmm(acc, g.T, x, out_dtype=torch.float32, out=acc)}
+                     if x.is_cuda else {})},
     }
 
 
@@ -60,15 +66,32 @@ def timed(fn, device: torch.device, repeats: int) -> float:
     return statistics.median(times)
 
 
+def graphed(fn):
+    """`fn` captured once into a CUDA graph (after a warm-up on a side stream, as torch.cuda.graphs
+    asks): the returned thunk replays it."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay
+
+
 def kernels(fn, device: torch.device) -> list[str]:
-    """The CUDA kernels one call ran, by name (none on the CPU: its ops say nothing of kernels)."""
+    """The CUDA kernels one call ran, by name, the longest first, memsets left out (none on the CPU:
+    its ops say nothing of kernels)."""
     if device.type != "cuda":
         return []
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
         fn()
         torch.cuda.synchronize()
-    names = [e.key for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
-    return [n[:90] for n in names][:4]
+    events = [e for e in prof.key_averages()
+              if e.device_type == torch.autograd.DeviceType.CUDA and not e.key.startswith("Memset")]
+    events.sort(key=lambda e: -e.self_device_time_total)
+    return [e.key[:90] for e in events][:4]
 
 
 def main() -> int:
@@ -77,6 +100,7 @@ def main() -> int:
     ap.add_argument("--hidden", type=int, default=1536)
     ap.add_argument("--vocab", type=int, default=151936)
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--graphs", action="store_true", help="also time each product replayed from a CUDA graph")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -84,19 +108,30 @@ def main() -> int:
     gen = torch.Generator(device=device).manual_seed(0)
     w = torch.empty(args.vocab, args.hidden, device=device, dtype=dtype).normal_(0, 0.02, generator=gen)
     acc = torch.zeros(args.vocab, args.hidden, device=device, dtype=torch.float32)
+    acc16 = torch.zeros(args.vocab, args.hidden, device=device, dtype=dtype)
     rows_out = []
     for rows in (int(r) for r in args.rows.split(",")):
         x = torch.empty(rows, args.hidden, device=device, dtype=dtype).normal_(generator=gen)
         g = torch.empty(rows, args.vocab, device=device, dtype=dtype).normal_(0, 1e-4, generator=gen)
         flops = 2 * rows * args.hidden * args.vocab
-        for product, options in layouts(x, w, g, acc).items():
+        for product, options in layouts(x, w, g, acc, acc16).items():
             for name, fn in options.items():
                 with torch.no_grad():
-                    seconds = timed(fn, device, args.repeats)
+                    try:
+                        seconds = timed(fn, device, args.repeats)
+                    except RuntimeError as e:  # a form this torch or device lacks
+                        rows_out.append({"rows": rows, "product": product, "layout": name, "error": str(e)[:200]})
+                        print(f"{rows:>5} {product:<7} {name:<24} failed: {str(e)[:100]}")
+                        continue
                     row = {"rows": rows, "product": product, "layout": name, "ms": round(seconds * 1e3, 3),
                            "tflops": round(flops / seconds / 1e12, 1), "kernels": kernels(fn, device)}
+                    if args.graphs and device.type == "cuda":
+                        replay = timed(graphed(fn), device, args.repeats)
+                        row.update({"graphed_ms": round(replay * 1e3, 3), "graphed_tflops": round(flops / replay / 1e12, 1)})
                 rows_out.append(row)
-                print(f"{rows:>5} {product:<7} {name:<24} {row['ms']:>8.3f} ms {row['tflops']:>7.1f} TFLOP/s  {row['kernels'][:1]}")
+                graphed_ms = f" graphed {row['graphed_ms']:.3f} ms" if "graphed_ms" in row else ""
+                print(f"{rows:>5} {product:<7} {name:<24} {row['ms']:>8.3f} ms {row['tflops']:>7.1f} TFLOP/s{graphed_ms}  "
+                      f"{row['kernels'][:1]}")
     if args.out:
         meta = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
                 "dtype": str(dtype), "hidden": args.hidden, "vocab": args.vocab}

@@ -53,7 +53,7 @@ if [ -n "${GRAPHS_BENCH:-}" ]; then  # eager vs CUDA-graph steps on ViGGO's plan
     -p no:cacheprovider tests/train/test_step_graphs.py > "$W/test_step_graphs.txt" 2>&1  # carry .carry/prof
 fi
 if [ -n "${HEAD_BENCH:-}" ]; then  # which layout of the head's chunk matmuls gets cuBLAS's faster kernels
-  timeout 120 python3 bench/bench_head_matmul.py --out "$W/bench_head_matmul.json" >&2 || log "bench_head_matmul failed"
+  timeout 180 python3 bench/bench_head_matmul.py --graphs --out "$W/bench_head_matmul.json" >&2 || log "bench_head_matmul failed"
 fi
 decode_bench() {  # MODEL OUT: the validation decode (--select-by accuracy) eager vs replayed from a CUDA graph
   timeout 240 python3 bench/bench_decode_graphs.py --model "$1" --valid .carry/data/viggo-valid.jsonl \
