@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Split FILE into pieces of at most 52 MiB for the GPU machine (a call carries the checkout too,
-# about 8.5 MiB now, under its 64 MiB), one carried folder
+# Split FILE into pieces of at most 44 MiB for the GPU machine (a call carries the checkout too,
+# about 14 MiB of tracked files now, under its 64 MiB: 52 MiB pieces were refused), one carried folder
 # per device call: .carry/PREFIX0, .carry/PREFIX1, ... (each holding part-NN); the
 # last folder also holds FILE's sha256, which tools/airgap-gpu/carry_join.sh checks there.
 #
@@ -8,7 +8,7 @@
 set -euo pipefail
 src=${1:?usage: carry_split.sh FILE PREFIX}
 prefix=${2:?usage: carry_split.sh FILE PREFIX}
-piece=${PIECE_BYTES:-54525952}
+piece=${PIECE_BYTES:-46137344}
 mkdir -p .carry
 rm -rf ".carry/$prefix"[0-9]*
 tmp=$(mktemp -d .carry/split.XXXXXX)

@@ -225,22 +225,24 @@ def graphs_choice(cfg: TrainConfig, zero, gpu: bool) -> TrainConfig:
     return replace(cfg, cuda_graphs="on", pad_multiple=multiple)
 
 
-# --compile auto's threshold, in training tokens (all epochs), at 135M parameters. On one H100
-# (2026-12-06, docs/benchmarks.md, "The optimizer step and the loss compiled too") the compiled
-# blocks, loss and optimizer step saved 4.0 us a token at 135M (a graphed ViGGO epoch 3.07 -> 1.63
-# s) and 12.9 us at 1.5B (154 -> 103 ms a 4,096-token step), and cost a 135M run's first epoch 10.5
-# s with inductor's cache empty (2.2 s warm): a cold compile repays itself from about 2.6M tokens
-# at 135M. Larger models save more a token for a compile of a similar cost, so the threshold falls
-# as (135M / parameters)^0.5: 0.8M at 1.5B. There the blocks' cold compile cost 11.6 s (phase C3)
-# and everything's, warm, about 8 s (phase V1): break-even 0.6-0.9M; the cold cost with the loss and
-# the optimizer compiled too is not measured yet (the next 1.5B run's first epoch will say).
+# --compile auto's threshold, in training tokens (all epochs): where a compile with inductor's cache
+# empty (a first run of a model on a machine) repays itself. On one H100 (2026-12-06,
+# docs/benchmarks.md, "The optimizer step and the loss compiled too", "The cold compile at 1.5B")
+# the compiled blocks, loss and optimizer step saved 4.0 us a token at 135M (a graphed ViGGO epoch
+# 3.07 -> 1.63 s) and 12.9 us at 1.5B (154 -> 103 ms a 4,096-token step); the cold compile cost a
+# 135M run's first epoch 10.5 s (2.2 s warm) and a 1.5B run's about 62 s (phase Q15c: ViGGO's first
+# epoch 79.3 s against 9.4 for the next, 98.1 s of training against 52 s uncompiled; the SQL and GSM8K
+# runs after it, with the cache warm, trained in 52.6 and 47.7 s against 68 and 70). Break-even: about
+# 2.6M tokens at 135M, 4.8M at 1.5B; so the threshold is 3M at 135M, rising as (parameters /
+# 135M)^0.2 (5M at 1.5B; 4.1M at 0.63B, between the two measured sizes).
 COMPILE_MIN_TOKENS = 3_000_000
 COMPILE_REF_PARAMS = 135_000_000
+COMPILE_SIZE_EXPONENT = 0.2
 
 
 def compile_min_tokens(params: int) -> int:
     """The fewest training tokens for which --compile auto compiles a model of `params` parameters."""
-    return int(COMPILE_MIN_TOKENS * min(1.0, (COMPILE_REF_PARAMS / max(params, 1)) ** 0.5))
+    return int(COMPILE_MIN_TOKENS * max(1.0, params / COMPILE_REF_PARAMS) ** COMPILE_SIZE_EXPONENT)
 
 
 def compile_choice(cfg: TrainConfig, zero, tokens: int, params: int = COMPILE_REF_PARAMS) -> TrainConfig:
