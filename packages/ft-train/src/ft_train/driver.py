@@ -229,12 +229,12 @@ def graphs_choice(cfg: TrainConfig, zero, gpu: bool) -> TrainConfig:
 # empty (a first run of a model on a machine) repays itself. On one H100 (2026-12-06,
 # docs/benchmarks.md, "The optimizer step and the loss compiled too", "The cold compile at 1.5B")
 # the compiled blocks, loss and optimizer step saved 4.0 us a token at 135M (a graphed ViGGO epoch
-# 3.07 -> 1.63 s) and 12.9 us at 1.5B (154 -> 103 ms a 4,096-token step); the cold compile cost a
-# 135M run's first epoch 10.5 s (2.2 s warm) and a 1.5B run's about 62 s (phase Q15c: ViGGO's first
-# epoch 79.3 s against 9.4 for the next, 98.1 s of training against 52 s uncompiled; the SQL and GSM8K
-# runs after it, with the cache warm, trained in 52.6 and 47.7 s against 68 and 70). Break-even: about
-# 2.6M tokens at 135M, 4.8M at 1.5B; so the threshold is 3M at 135M, rising as (parameters /
-# 135M)^0.2 (5M at 1.5B; 4.1M at 0.63B, between the two measured sizes).
+# 3.07 -> 1.63 s) and 12.9-14.1 us at 1.5B (154 -> 103 ms a 4,096-token step; a ViGGO epoch 14.0 ->
+# 9.4 s); the cold compile cost a 135M run's first epoch 10.5 s (2.2 s warm) and a 1.5B run's 64 s
+# (phase Q15c: ViGGO's first epoch 79.3 s against 14.9 eager, 98.1 s of training against 42.8 s
+# eager; the SQL and GSM8K runs after it, with the cache warm, trained in 52.6 and 47.7 s against
+# 65.6 and 56.1). Break-even: about 2.6M tokens at 135M, 4.9M at 1.5B; so the threshold is 3M at
+# 135M, rising as (parameters / 135M)^0.2 (5M at 1.5B; 4.1M at 0.63B, between the measured sizes).
 COMPILE_MIN_TOKENS = 3_000_000
 COMPILE_REF_PARAMS = 135_000_000
 COMPILE_SIZE_EXPONENT = 0.2
