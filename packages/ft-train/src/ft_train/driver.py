@@ -150,7 +150,7 @@ def prepare(cfg: TrainConfig, marks: dict | None = None) -> Prepared:
                                    multiple=cfg.pad_multiple),
         steps_per_epoch=steps, parent=parent, data=data,
         lineage=manifest.parent_lineage(resolved.path) if is_ft else [],
-        # --lr-rule loss: the workers choose the lr, from the loss before training (worker.lr_from_loss)
+        # the loss rule (Recipe.lr_from_loss): the workers choose the lr, from the loss before training
         recipe={"lr": None if chosen.lr_from_loss else cfg.lr, "lr_rule": cfg.lr_rule, "epochs": cfg.epochs,
                 "batch_tokens": chosen.batch_tokens, "warmup": cfg.warmup,
                 "micro_batches": chosen.micro_batches, "chosen": list(chosen.chosen), "params": chosen.params,

@@ -5,10 +5,10 @@ Why these rules (measurements: the ft-train README, "The default recipe"):
 
 - Learning rate (--lr-rule auto, the default: the loss rule, measured where it can move the lr)
   reads how new the task is to the model: its mean loss on the training targets before any
-  update (the workers measure it on the first PROBE_BATCHES training batches). lr = 2e-4 x (135M / params)^0.5 x (loss / 4.19)^e, within
-  [LOSS_LR_MIN, LR_MAX]: 2e-4 at SmolLM2-135M on ViGGO (loss 4.19), the exponents a least-squares
-  fit (0.50, 2.08) to the best lrs measured at 0.63B and 1.78B (GSM8K 5e-6, SQL 1e-5, ViGGO 2.9e-5
-  at 1.78B; SQL 1e-5 at 0.63B). Trained with on one H100 (the ft-train README, "The default lr"):
+  update (the workers measure it on the first PROBE_BATCHES training batches).
+  lr = 2e-4 x (135M / params)^0.5 x (loss / 4.19)^e, within [LOSS_LR_MIN, LR_MAX]: 2e-4 at
+  SmolLM2-135M on ViGGO (loss 4.19), the exponents a least-squares fit (0.50, 2.08) to the best
+  lrs measured at 0.63B and 1.78B (GSM8K 5e-6, SQL 1e-5, ViGGO 2.9e-5 at 1.78B; SQL 1e-5 at 0.63B). Trained with on one H100 (the ft-train README, "The default lr"):
   at 1.78B GSM8K 64.0% at its 4.4e-6 against the size rule's 1e-5 at 59.4% (p = 0.014), ViGGO
   97.3% against 96.4%. At 135M the loss's lower rates lost, paired on one machine: GSM8K 3.5%
   against 8.8% at 2e-4 (p = 1e-6), Spider 48.6% against 58.2% (p = 9e-8), WikiSQL 85.2% both; so
@@ -67,8 +67,8 @@ class Recipe:
     batch_size: int | None = None  # --batch-size: batches of this many sequences (batch_tokens unused)
     micro_batches: int = 1  # a given batch too large for the GPU, split into this many (plan.split_to_fit)
     micro: int = 0  # ... of this many tokens (sequences with batch_size)
-    lr_rule: str = "size"  # how a chosen lr is chosen (--lr-rule): "loss" leaves it to the workers, "auto" too
-    # where the loss can move it
+    # how a chosen lr is chosen (--lr-rule): "loss" leaves it to the workers, "auto" too where the loss moves it
+    lr_rule: str = "size"
 
     @property
     def lr_from_loss(self) -> bool:
