@@ -14,7 +14,8 @@ compiled too") has these products on cuBLAS's sm80 cutlass kernels, 1.3-1.4 ms e
 and, on CUDA, names the kernels each one ran (torch.profiler, the longest first), and two more wgrad
 forms: `addmm_` into a bf16 accumulator (Liger Kernel's; the add inside the GEMM) and `addmm` with
 `out_dtype=float32` into the fp32 one. `--graphs` times each product replayed from a CUDA graph as
-well, as ft-train's graphed steps run it (cuBLAS may choose other kernels under capture). The median
+well, captured as ft-train's graphed steps are (ft_common.decode_graphs.CudaGraphs; cuBLAS may
+choose other kernels under capture). The median
 of --repeats timed runs after a warm-up, CUDA events; TFLOP/s = 2 R H V / time.
 
     python bench/bench_head_matmul.py --out runs/bench_head_matmul.json          # CUDA: bf16
@@ -67,17 +68,14 @@ def timed(fn, device: torch.device, repeats: int) -> float:
 
 
 def graphed(fn):
-    """`fn` captured once into a CUDA graph (after a warm-up on a side stream, as torch.cuda.graphs
-    asks): the returned thunk replays it."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        fn()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    return graph.replay
+    """`fn` warmed and captured on the side stream ft-train's step graphs use (ft_common's
+    CudaGraphs): the returned thunk replays it."""
+    from ft_common.decode_graphs import CudaGraphs
+
+    graphs = CudaGraphs()
+    graphs.warm(fn)
+    replay, _ = graphs.capture(fn)
+    return replay
 
 
 def kernels(fn, device: torch.device) -> list[str]:
