@@ -78,9 +78,10 @@ def tokenizer_with_tokens(model_dir: str, records: list[dict]):
 
 def train_variant(name: str, model_dir: str, rows: list[dict], tok, layout: str, batch_size, batch_tokens: int,
                   max_steps: int, compile_: bool = False, autocast: bool = False, cudnn: bool = True,
-                  profile_to: Path | None = None) -> dict:
+                  profile_to: Path | None = None, graphs: bool = False) -> dict:
     """One epoch of warm-up (every batch shape seen once, as in a real run's first epoch),
-    then the next epoch's batches timed (at most max_steps of them)."""
+    then the next epoch's batches timed (at most max_steps of them). graphs: replayed from
+    ft-train's step graphs (ft_train.step_graphs, --cuda-graphs), widths cut at its multiple."""
     from ft_train.config import TrainConfig
     from ft_train.data import batch_width, make_batches, real_tokens
     from ft_train.engine import PlainEngine
@@ -92,18 +93,25 @@ def train_variant(name: str, model_dir: str, rows: list[dict], tok, layout: str,
         torch.cuda.reset_peak_memory_stats()
         torch.backends.cuda.enable_cudnn_sdp(cudnn)
     model = random_model(model_dir, len(tok))
+    multiple = 1
+    if graphs:
+        from ft_train.step_graphs import WIDTH_MULTIPLE, shape_table
+
+        multiple = WIDTH_MULTIPLE
     cfg = TrainConfig(lr=2e-4, warmup=0.03, batch_size=batch_size, batch_tokens=batch_tokens, layout=layout,
-                      compile="on" if compile_ else "off")  # warmup: unset (None) means the recipe chooses, which this bench skips
+                      compile="on" if compile_ else "off", pad_multiple=multiple)  # warmup: unset (None) means the recipe chooses, which this bench skips
     # autocast: the previous bf16 path, fp32 weights under autocast instead of FlatMaster
     engine = PlainEngine(CausalLMLoss(model), cfg, device, 1, total_steps=1000, bf16=DEVICE == "cuda",
                          flat_master=not autocast)
-    warm = make_batches(rows, layout, batch_size, batch_tokens, cfg.ctx_len, seed=0)
-    timed = make_batches(rows, layout, batch_size, batch_tokens, cfg.ctx_len, seed=1)[:max_steps]
+    warm = make_batches(rows, layout, batch_size, batch_tokens, cfg.ctx_len, seed=0, multiple=multiple)
+    timed = make_batches(rows, layout, batch_size, batch_tokens, cfg.ctx_len, seed=1, multiple=multiple)[:max_steps]
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+    if graphs:
+        engine.use_graphs(shape_table([warm, timed], cfg.ctx_len, multiple), pad_id, log)
 
     def one(batch) -> tuple[int, int]:
         train_step(engine, batch, True, cfg, pad_id)  # ft-train's own micro-step
-        return real_tokens(batch), len(batch) * batch_width(batch, layout, cfg.ctx_len)
+        return real_tokens(batch), len(batch) * batch_width(batch, layout, cfg.ctx_len, multiple)
 
     t0 = time.perf_counter()
     for batch in warm:
@@ -128,7 +136,8 @@ def train_variant(name: str, model_dir: str, rows: list[dict], tok, layout: str,
     steps = len(timed)
     n_params = sum(p.numel() for p in model.parameters())
     out = {"name": name, "layout": layout, "batch_size": batch_size, "batch_tokens": batch_tokens,
-           "compile": compile_, "autocast": autocast, "cudnn_sdpa": cudnn,
+           "compile": compile_, "autocast": autocast, "cudnn_sdpa": cudnn, "graphs": graphs,
+           **({"graphs_summary": engine.graphs.summary()} if engine.graphs is not None else {}),
            "params": n_params, "steps": steps, "ms_per_step": 1000 * seconds / steps,
            "real_tokens_per_s": real / seconds, "padded_share": 1 - real / padded,
            "real_tokens_per_step": real / steps, "warmup_epoch_s": warm_s, "warmup_steps": len(warm),
@@ -141,9 +150,10 @@ def train_variant(name: str, model_dir: str, rows: list[dict], tok, layout: str,
 
 def write_profile(prof, path: Path, title: str) -> None:
     events = prof.key_averages()
-    kernels = sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
-    text = [title, f"CUDA kernels launched: {kernels}", "",
-            events.table(sort_by="self_cuda_time_total", row_limit=25), "",
+    gpu = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    busy_ms = sum(e.device_time for e in gpu) / 1000  # kernels' own time (profiled steps together)
+    text = [title, f"CUDA kernels launched: {len(gpu)}, their time together: {busy_ms:.1f} ms", "",
+            events.table(sort_by="self_cuda_time_total", row_limit=60), "",
             events.table(sort_by="self_cpu_time_total", row_limit=25)]
     path.write_text("\n".join(text) + "\n")
 
@@ -229,7 +239,7 @@ def main() -> None:
 
         tok = tokenizer_with_tokens(a.model_dir, train_recs)
         rows, _ = tokenize_records(train_recs, tok, 512, "target")
-        variants = [  # name, layout, batch size, batch tokens, compile, autocast, cudnn sdpa, profile file
+        variants = [  # name, layout, batch size, batch tokens, compile, autocast, cudnn sdpa, profile file[, graphs]
             ("group 16k, autocast", "group", None, 16384, False, True, True, None),
             ("group 16k, flat master", "group", None, 16384, False, False, True, "profile_train_group16k.txt"),
             ("group 16k, flat master, no cudnn", "group", None, 16384, False, False, False, None),
@@ -242,12 +252,18 @@ def main() -> None:
             ("group 4k, flat master, no cudnn", "group", None, 4096, False, False, False, "profile_train_group4k.txt"),
             ("group 4k, flat master, no cudnn, compile", "group", None, 4096, True, False, False,
              "profile_train_group4k_compile.txt"),
+            # the 135M plain command's step (6,144-token batches, --compile, --cuda-graphs): where its
+            # 24 ms go (--only "group 6k" --model-dir SmolLM2's); the profiler sees the graphs' kernels
+            ("group 6k, flat master, no cudnn, compile, graphs", "group", None, 6144, True, False, False,
+             "profile_train_group6k_compile_graphs.txt", True),
+            ("group 6k, flat master, no cudnn, compile", "group", None, 6144, True, False, False,
+             "profile_train_group6k_compile.txt", False),
         ]
-        for name, layout, bs, bt, comp, autocast, cudnn, prof in variants:
+        for name, layout, bs, bt, comp, autocast, cudnn, prof, *graphs in variants:
             if a.only and a.only not in name:
                 continue
             report["train"].append(train_variant(name, a.model_dir, rows, tok, layout, bs, bt, a.steps, comp,
-                                                 autocast, cudnn, out / prof if prof else None))
+                                                 autocast, cudnn, out / prof if prof else None, bool(graphs and graphs[0])))
             save()
         if a.big:
             btok = tokenizer_with_tokens(a.big, train_recs)

@@ -47,6 +47,12 @@ def test_blocks_compile_once_for_every_block_and_shape_and_train_the_same(tiny_m
             for ge, gc in zip(grads_e, grads_c, strict=True):
                 assert torch.allclose(ge, gc, rtol=1e-4, atol=1e-6)
         assert counters["stats"]["unique_graphs"] == graphs, dict(counters["stats"])
+    from ft_train.compile import compile_seconds
+
+    spent = compile_seconds()  # the manifest's timing.compile_s
+    # compiled here, or loaded from inductor's cache (then the backwards come with their forwards)
+    assert spent["frames"] >= 2 and spent["dynamo_s"] > spent["bytecode_s"] > 0, spent
+    assert spent["inductor_s"] + spent["module_load_s"] > 0, spent
 
 
 def test_evaluation_and_decoding_stay_eager(tiny_model):

@@ -470,6 +470,9 @@ def test_timing_from_marks():
     assert t["train_s"] == 8.0 and t["eval_s"] == 1.0
     assert list(t["phases"]) == ["prepare", "ray_init", "workers_ready", "first_step", "last_epoch_end",
                                  "fit_returned", "exit"]
+    assert "compile_s" not in t
+    compiled = {**worker, "compiled_blocks": 30, "compile_s": {"frames": 3, "dynamo_s": 4.2}}
+    assert timing(driver, compiled)["compile_s"] == {"frames": 3, "dynamo_s": 4.2}
     # no worker marks (it died before writing them): the numbers still add up
     t = timing(driver, {})
     assert t["start_to_first_step_s"] == 21.0 and t["last_step_to_exit_s"] == 0.0 and t["train_s"] == 0.0

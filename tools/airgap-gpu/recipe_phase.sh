@@ -16,6 +16,8 @@
 #   ENGINES=hf,vllm: each run's best checkpoint also served by these engines in float32 and their verdicts
 #   compared (time_to_accuracy.py --engines); vLLM from /tmp/vstage, the pieces of vllm_stage.sh
 #   PROFILE15=1: bench/gpu_profile.py at 1.5B, the plain batch eager and --compile'd (carry .carry/prof)
+#   PROFILE135=1 first runs bench/gpu_profile.py on MODEL's config: the plain command's 135M step (6,144 tokens,
+#   compiled, replayed from the step graphs, and compiled eagerly), with torch.profiler tables
 #   HEAD_BENCH=1 first runs bench/bench_head_matmul.py (the LM head's matmuls per loss chunk, by layout, at 1.5B's head)
 #   MFU=1 then runs (MFU_LEGS: a comma-separated subset of viggo,viggo-16k,long,long-16k,viggo-compile,viggo-compile-eager,long-compile,viggo-compile-graphs,long-compile-graphs) bench/bench_train.py at 1.5B (Qwen2.5-1.5B's config from .carry/prof/qwen, random weights;
 #   carry .carry/prof): ViGGO rows and 2,048-token rows, at the plain batch and at 16k-token batches
@@ -51,6 +53,10 @@ if [ -n "${GRAPHS_BENCH:-}" ]; then  # eager vs CUDA-graph steps on ViGGO's plan
     || log "bench_graphs failed"
   python3 -c "import pytest" 2>/dev/null && FT_TEST_DATA=$PWD/.carry/prof timeout 120 python3 -m pytest -q \
     -p no:cacheprovider tests/train/test_step_graphs.py > "$W/test_step_graphs.txt" 2>&1  # carry .carry/prof
+fi
+if [ -n "${PROFILE135:-}" ]; then  # where the plain command's 24 ms step goes at 135M (random weights, its config)
+  timeout 300 python3 bench/gpu_profile.py --model-dir "$model" --records .carry/data --parts train \
+    --only "group 6k" --steps 60 --out "$W/gpu_profile_135m" >&2 || log "gpu_profile at 135M failed"
 fi
 if [ -n "${HEAD_BENCH:-}" ]; then  # which layout of the head's chunk matmuls gets cuBLAS's faster kernels
   timeout 180 python3 bench/bench_head_matmul.py --graphs --out "$W/bench_head_matmul.json" >&2 || log "bench_head_matmul failed"
@@ -102,6 +108,7 @@ PY
       --data-dir .carry/prof --ft-args "--select-by ppl $batch" --out "/tmp/mfu/$tag" "$@" >&2 || log "mfu $tag failed"
     cp "/tmp/mfu/$tag/bench_train.json" "$W/mfu-1.5b-$tag.json" 2>/dev/null
     cp "/tmp/mfu/$tag/ft-default/metrics.jsonl" "$W/mfu-1.5b-$tag.metrics.jsonl" 2>/dev/null
+    cp "/tmp/mfu/$tag/ft-default/ft-train.json" "$W/mfu-1.5b-$tag.ft-train.json" 2>/dev/null
   }
   legs=",${MFU_LEGS:-viggo,viggo-16k,long,long-16k},"  # which of the four legs
   [[ $legs == *,viggo,* ]] && mfu viggo "" --rows 2500

@@ -52,6 +52,35 @@ def compile_failure(model: torch.nn.Module) -> str | None:
     return _FAILED[0][1] if _FAILED else None  # the loss's or the optimizer step's
 
 
+# Where a run's compiling went, from dynamo's own timers (torch._dynamo.utils): the frames dynamo
+# compiled (forwards; their tracing of Python bytecode, AOTAutograd's tracing of the joint graph),
+# the backwards compiled lazily at the first backward (a cold cache only: a warm one loads them with
+# the forward), inductor's lowering and code generation, the wait for Triton's kernels and the
+# loading of compiled modules (what a warm cache still costs). Seconds summed over the process.
+COMPILE_TIMERS = {
+    "dynamo_s": "_compile.compile_inner",
+    "bytecode_s": "bytecode_tracing",
+    "aot_s": "create_aot_dispatcher_function",
+    "backward_s": "compile_fx.<locals>.bw_compiler",
+    "inductor_s": "GraphLowering.compile_to_module",
+    "triton_wait_s": "async_compile.wait",
+    "module_load_s": "PyCodeCache.load_by_key_path",
+}
+
+
+def compile_seconds() -> dict:
+    """{"frames": forwards dynamo compiled, "dynamo_s", "backward_s", ...: seconds} for the
+    manifest's timing ({} where nothing compiled or this torch keeps no such timers)."""
+    try:
+        from torch._dynamo.utils import compilation_time_metrics as timers
+    except ImportError:
+        return {}
+    frames = timers.get(COMPILE_TIMERS["dynamo_s"], [])
+    if not frames:
+        return {}
+    return {"frames": len(frames), **{name: round(sum(timers.get(key, [])), 3) for name, key in COMPILE_TIMERS.items()}}
+
+
 def compile_failed_part() -> str | None:
     """What failed to compile first in this process ("the transformer blocks", "the loss", "the
     optimizer step"), for the run's closing line; None: nothing failed."""

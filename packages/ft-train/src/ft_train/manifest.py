@@ -88,6 +88,8 @@ def timing(marks: dict, worker: dict) -> dict:
         out["cuda_graphs"] = worker["graphs"]
     if "compiled_blocks" in worker:  # --compile: transformer blocks compiled (0: none found, eager)
         out["compiled_blocks"] = worker["compiled_blocks"]
+    if worker.get("compile_s"):  # --compile: where the compiling's seconds went (compile.compile_seconds)
+        out["compile_s"] = worker["compile_s"]
     for key in ("compile_failed", "compile_failed_in"):  # why, and what, went back to eager during the run
         if key in worker:
             out[key] = worker[key]

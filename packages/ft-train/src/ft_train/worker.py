@@ -344,10 +344,10 @@ class Worker:
             graphs = self.engine.graphs
             compiled = {}
             if cfg.compile == "on":  # how many blocks compiled, and why they went back to eager if they did
-                from ft_train.compile import compile_failed_part, compile_failure
+                from ft_train.compile import compile_failed_part, compile_failure, compile_seconds
 
                 failed = compile_failure(self.model)
-                compiled = {"compiled_blocks": self.engine.compiled_blocks,
+                compiled = {"compiled_blocks": self.engine.compiled_blocks, "compile_s": compile_seconds(),
                             **({"compile_failed": failed, "compile_failed_in": compile_failed_part()} if failed else {})}
             with atomic_write(out / ".work" / manifest.WORKER_MARKS) as fh:
                 json.dump({"marks": self.marks, **self.spent, **({"graphs": graphs.summary()} if graphs else {}),
