@@ -55,11 +55,14 @@ def load_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def random_model(model_dir: str, n_tokens: int):
+def random_model(model_dir: str, n_tokens: int, pad_vocab: bool = True):
+    """The config's model with random weights, its vocabulary grown to n_tokens as ft-train grows it
+    (pad_vocab: rounded up to ft_train.tokens.VOCAB_MULTIPLE rows; else exactly n_tokens)."""
+    from ft_train.tokens import embedding_rows
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(model_dir)
-    config.vocab_size = max(config.vocab_size, n_tokens)
+    config.vocab_size = embedding_rows(n_tokens, config.vocab_size) if pad_vocab else max(config.vocab_size, n_tokens)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", dtype=torch.float32)
     return model
@@ -78,7 +81,7 @@ def tokenizer_with_tokens(model_dir: str, records: list[dict]):
 
 def train_variant(name: str, model_dir: str, rows: list[dict], tok, layout: str, batch_size, batch_tokens: int,
                   max_steps: int, compile_: bool = False, autocast: bool = False, cudnn: bool = True,
-                  profile_to: Path | None = None, graphs: bool = False) -> dict:
+                  profile_to: Path | None = None, graphs: bool = False, pad_vocab: bool = True) -> dict:
     """One epoch of warm-up (every batch shape seen once, as in a real run's first epoch),
     then the next epoch's batches timed (at most max_steps of them). graphs: replayed from
     ft-train's step graphs (ft_train.step_graphs, --cuda-graphs), widths cut at its multiple."""
@@ -92,7 +95,7 @@ def train_variant(name: str, model_dir: str, rows: list[dict], tok, layout: str,
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         torch.backends.cuda.enable_cudnn_sdp(cudnn)
-    model = random_model(model_dir, len(tok))
+    model = random_model(model_dir, len(tok), pad_vocab)
     multiple = 1
     if graphs:
         from ft_train.step_graphs import WIDTH_MULTIPLE, shape_table
@@ -239,7 +242,7 @@ def main() -> None:
 
         tok = tokenizer_with_tokens(a.model_dir, train_recs)
         rows, _ = tokenize_records(train_recs, tok, 512, "target")
-        variants = [  # name, layout, batch size, batch tokens, compile, autocast, cudnn sdpa, profile file[, graphs]
+        variants = [  # name, layout, batch size, batch tokens, compile, autocast, cudnn sdpa, profile file[, graphs[, pad vocab]]
             ("group 16k, autocast", "group", None, 16384, False, True, True, None),
             ("group 16k, flat master", "group", None, 16384, False, False, True, "profile_train_group16k.txt"),
             ("group 16k, flat master, no cudnn", "group", None, 16384, False, False, False, None),
@@ -258,12 +261,16 @@ def main() -> None:
              "profile_train_group6k_compile_graphs.txt", True),
             ("group 6k, flat master, no cudnn, compile", "group", None, 6144, True, False, False,
              "profile_train_group6k_compile.txt", False),
+            # the same graphed step at the vocabulary's own size (ft-train before its rows were padded)
+            ("group 6k, flat master, no cudnn, compile, graphs, unpadded vocabulary", "group", None, 6144, True,
+             False, False, None, True, False),
         ]
-        for name, layout, bs, bt, comp, autocast, cudnn, prof, *graphs in variants:
+        for name, layout, bs, bt, comp, autocast, cudnn, prof, *more in variants:  # more: graphs, pad_vocab
             if a.only and a.only not in name:
                 continue
+            graphs, pad_vocab = (more[0] if more else False), (more[1] if len(more) > 1 else True)
             report["train"].append(train_variant(name, a.model_dir, rows, tok, layout, bs, bt, a.steps, comp,
-                                                 autocast, cudnn, out / prof if prof else None, bool(graphs and graphs[0])))
+                                                 autocast, cudnn, out / prof if prof else None, graphs, pad_vocab))
             save()
         if a.big:
             btok = tokenizer_with_tokens(a.big, train_recs)

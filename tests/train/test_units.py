@@ -99,10 +99,20 @@ def test_resize_initialises_new_rows_to_the_mean(tiny_model):
     old = model.get_input_embeddings().weight.detach().clone()
     resize_embeddings(model, old.shape[0] + 4)
     new = model.get_input_embeddings().weight.detach()
-    assert new.shape[0] == old.shape[0] + 4
+    # rounded up to whole multiples of 64 rows (aligned logits for the GPU's matmuls)
+    assert new.shape[0] == model.config.vocab_size == -(-(old.shape[0] + 4) // 64) * 64
     assert torch.allclose(new[:old.shape[0]], old)
     for row in new[old.shape[0]:]:
         assert torch.allclose(row, old.mean(0), atol=1e-6)
+
+
+def test_embedding_rows_round_up_and_never_shrink():
+    from ft_train.tokens import embedding_rows
+
+    assert embedding_rows(49156, 49152) == 49216  # SmolLM2 and ft's 4 task tokens
+    assert embedding_rows(151940, 151936) == 152000  # a GGUF Qwen2.5's tokenizer (its spare rows named)
+    assert embedding_rows(151669, 151936) == 151936  # the Hugging Face Qwen2.5's: the spare rows suffice
+    assert embedding_rows(100, 100) == 128  # an unaligned model grows even without new tokens
 
 
 def test_labels_cover_the_target_only(tokenizer):

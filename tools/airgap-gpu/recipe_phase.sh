@@ -16,7 +16,7 @@
 #   ENGINES=hf,vllm: each run's best checkpoint also served by these engines in float32 and their verdicts
 #   compared (time_to_accuracy.py --engines); vLLM from /tmp/vstage, the pieces of vllm_stage.sh
 #   PROFILE15=1: bench/gpu_profile.py at 1.5B, the plain batch eager and --compile'd (carry .carry/prof)
-#   PROFILE135=1 first runs bench/gpu_profile.py on MODEL's config: the plain command's 135M step (6,144 tokens,
+#   PROFILE135=1 then runs bench/gpu_profile.py on MODEL's config: the plain command's 135M step (6,144 tokens,
 #   compiled, replayed from the step graphs, and compiled eagerly), with torch.profiler tables
 #   HEAD_BENCH=1 first runs bench/bench_head_matmul.py (the LM head's matmuls per loss chunk, by layout, at 1.5B's head)
 #   MFU=1 then runs (MFU_LEGS: a comma-separated subset of viggo,viggo-16k,long,long-16k,viggo-compile,viggo-compile-eager,long-compile,viggo-compile-graphs,long-compile-graphs) bench/bench_train.py at 1.5B (Qwen2.5-1.5B's config from .carry/prof/qwen, random weights;
@@ -54,10 +54,6 @@ if [ -n "${GRAPHS_BENCH:-}" ]; then  # eager vs CUDA-graph steps on ViGGO's plan
   python3 -c "import pytest" 2>/dev/null && FT_TEST_DATA=$PWD/.carry/prof timeout 120 python3 -m pytest -q \
     -p no:cacheprovider tests/train/test_step_graphs.py > "$W/test_step_graphs.txt" 2>&1  # carry .carry/prof
 fi
-if [ -n "${PROFILE135:-}" ]; then  # where the plain command's 24 ms step goes at 135M (random weights, its config)
-  timeout 300 python3 bench/gpu_profile.py --model-dir "$model" --records .carry/data --parts train \
-    --only "group 6k" --steps 60 --out "$W/gpu_profile_135m" >&2 || log "gpu_profile at 135M failed"
-fi
 if [ -n "${HEAD_BENCH:-}" ]; then  # which layout of the head's chunk matmuls gets cuBLAS's faster kernels
   timeout 180 python3 bench/bench_head_matmul.py --graphs --out "$W/bench_head_matmul.json" >&2 || log "bench_head_matmul failed"
 fi
@@ -89,6 +85,11 @@ fi
   --out "$W/time_to_accuracy.json" --work "$W" --record "${RECORD:-}" ${ENGINES:+--engines "$ENGINES"}
 if [ -n "${DECODE_BENCH_RUN:-}" ] && [ -e "$W/$DECODE_BENCH_RUN/best" ]; then  # the same on a fine-tuned checkpoint
   decode_bench "$W/$DECODE_BENCH_RUN/best" "bench_decode_graphs_$DECODE_BENCH_RUN.json"
+fi
+if [ -n "${PROFILE135:-}" ]; then  # where the plain command's step goes at 135M (random weights, its config); after the
+  # runs, so that their compiles find inductor's cache as a user's first run does
+  timeout 300 python3 bench/gpu_profile.py --model-dir "$model" --records .carry/data --parts train \
+    --only "group 6k" --steps 60 --out "$W/gpu_profile_135m" >&2 || log "gpu_profile at 135M failed"
 fi
 if [ -n "${PROFILE15:-}" ]; then  # where a 1.5B step's time goes (Qwen2.5-1.5B's config, random weights; carry
   # .carry/prof): ft-train's step at the plain 4,096-token batch, eager and compiled, with torch.profiler tables

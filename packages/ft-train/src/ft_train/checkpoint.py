@@ -47,7 +47,9 @@ def write_hf_checkpoint(folder: Path, model, state_dict: dict, tokenizer, stop_i
 
     with atomic_dir(folder) as tmp:
         dtype = next(iter(state_dict.values())).dtype if state_dict else torch.float32
-        model.config.vocab_size = len(tokenizer)
+        # the embeddings' rows (tokens.resize_embeddings pads them past the tokenizer's count): a
+        # config that says fewer than the weights hold does not load
+        model.config.vocab_size = model.get_input_embeddings().num_embeddings
         model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
         # save_pretrained records the (fp32 master) parameters' dtype; the file holds state_dict's
         config = json.loads((tmp / "config.json").read_text())

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from ft_train.compile import failed_before, note_failure
+from ft_train.compile import compile_constants_fixed, failed_before, note_failure
 
 
 def adamw_flat_(master: torch.Tensor, grads: torch.Tensor, weights: torch.Tensor, exp_avg: torch.Tensor,
@@ -51,7 +51,7 @@ class FusedFlatAdamW:
 
     def __init__(self, compiled: bool = True, log=None):
         self.compiled = compiled
-        self.fn = torch.compile(adamw_flat_, fullgraph=True, dynamic=False) if compiled else adamw_flat_
+        self.fn = compile_constants_fixed(adamw_flat_, fullgraph=True, dynamic=False) if compiled else adamw_flat_
         self.log = log  # None: stderr (compile.note_failure)
         self.failed: str | None = None
         self._lr: torch.Tensor | None = None  # the lr as a device tensor when the group holds a float

@@ -17,7 +17,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ft_train.compile import failed_before, not_a_compile_failure, note_failure
+from ft_train.compile import (
+    compile_constants_fixed,
+    failed_before,
+    not_a_compile_failure,
+    note_failure,
+)
 from ft_train.data import IGNORE  # a label that carries no loss (masked mode)
 
 # A chunk's fp32 logits take at most this much: ~880 rows at Qwen2.5's 151,936-token vocabulary,
@@ -176,7 +181,7 @@ def _compiled_softmax_nll():
     """softmax_nll compiled once per process, its rows dynamic; eagerly after a failed compile
     (ft_train.compile.note_failure: said once on stderr)."""
     if "fn" not in _COMPILED:
-        compiled = torch.compile(softmax_nll, dynamic=False)
+        compiled = compile_constants_fixed(softmax_nll, dynamic=False)
 
         def run(logits, y, keep):
             for t in (logits, y, keep):

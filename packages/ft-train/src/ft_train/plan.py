@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from ft_train.config import TrainConfig
 from ft_train.data import make_batches, rows_per_batch, shard, tokens_per_batch
+from ft_train.tokens import embedding_rows
 
 Batch = list  # a batch: a list of sequences, a sequence a list of token rows (see data.make_batches)
 
@@ -172,7 +173,7 @@ def model_shape(model_path: str, vocab_size: int):
 
     transformers.logging.set_verbosity_error()  # the terminal shows ft-train's lines only
     config = transformers.AutoConfig.from_pretrained(model_path)
-    config.vocab_size = max(config.vocab_size, vocab_size)  # as tokens.resize_embeddings grows it
+    config.vocab_size = embedding_rows(vocab_size, config.vocab_size)  # as tokens.resize_embeddings grows it
     with torch.device("meta"):
         model = transformers.AutoModelForCausalLM.from_config(config)
     return config, sum(p.numel() for p in model.parameters())

@@ -102,14 +102,32 @@ def _decode(tokenizer, ids: list[list[int]]) -> list[str]:
     return backend.decode_batch(ids, skip_special_tokens=False)
 
 
+# Embedding rows come in whole multiples of this. The LM head's logits are [rows, vocabulary] in
+# bf16: at a vocabulary that is not a multiple of 8 (SmolLM2's 49,152 + 4 task tokens; a GGUF
+# Qwen2.5's 151,936 + 4) their rows are not 16-byte aligned, and cuBLAS runs the head's three
+# matmuls on its sm80 kernels instead of Hopper's, at a third of the speed: 2.5 ms of a 23.5 ms
+# 135M step on one H100 (docs/benchmarks.md). The rows past the tokenizer's are never an input or
+# a label; the softmax learns to give them nothing, as it does Qwen2.5's own spare rows.
+VOCAB_MULTIPLE = 64
+
+
+def embedding_rows(vocab_size: int, rows: int) -> int:
+    """The rows the embeddings get for a tokenizer of vocab_size tokens, from `rows` now: enough
+    for every token, rounded up to VOCAB_MULTIPLE (never fewer than now)."""
+    need = max(vocab_size, rows)
+    return -(-need // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+
+
 def resize_embeddings(model, vocab_size: int) -> None:
-    """Grow the input (and untied output) embeddings to vocab_size; new rows = mean of the old rows."""
+    """Grow the input (and untied output) embeddings to embedding_rows(vocab_size); new rows = the
+    mean of the old rows. config.vocab_size follows (transformers sets it)."""
     import torch
 
     old = model.get_input_embeddings().weight.shape[0]
-    if vocab_size <= old:
+    new = embedding_rows(vocab_size, old)
+    if new == old:
         return
-    model.resize_token_embeddings(vocab_size, mean_resizing=False)
+    model.resize_token_embeddings(new, mean_resizing=False)
     with torch.no_grad():
         emb = model.get_input_embeddings().weight
         emb[old:] = emb[:old].mean(dim=0, keepdim=True)
