@@ -27,6 +27,7 @@ OUT/profile_*.txt; the numbers go to OUT/gpu_profile.json and a table to stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -81,10 +82,45 @@ def tokenizer_with_tokens(model_dir: str, records: list[dict]):
 
 def train_variant(name: str, model_dir: str, rows: list[dict], tok, layout: str, batch_size, batch_tokens: int,
                   max_steps: int, compile_: bool = False, autocast: bool = False, cudnn: bool = True,
-                  profile_to: Path | None = None, graphs: bool = False, pad_vocab: bool = True) -> dict:
+                  profile_to: Path | None = None, graphs: bool = False, pad_vocab: bool = True,
+                  attention: str | None = None) -> dict:
     """One epoch of warm-up (every batch shape seen once, as in a real run's first epoch),
     then the next epoch's batches timed (at most max_steps of them). graphs: replayed from
-    ft-train's step graphs (ft_train.step_graphs, --cuda-graphs), widths cut at its multiple."""
+    ft-train's step graphs (ft_train.step_graphs, --cuda-graphs), widths cut at its multiple.
+    attention (with compile): "math" (SDPA's math backend, which inductor fuses) or "repeat_kv"
+    (the key and value heads repeated before SDPA instead of flash attention's own GQA)."""
+    with attention_mode(attention):
+        return _train_variant(name, model_dir, rows, tok, layout, batch_size, batch_tokens, max_steps, compile_,
+                              autocast, cudnn, profile_to, graphs, pad_vocab, attention)
+
+
+@contextlib.contextmanager
+def attention_mode(mode: str | None):
+    """SDPA as `mode` says (train_variant) while a variant compiles and runs; dynamo's caches reset
+    first, so no variant replays another's compiled blocks."""
+    torch._dynamo.reset()
+    if mode is None:
+        yield
+    elif mode == "math":
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        with sdpa_kernel([SDPBackend.MATH]):
+            yield
+    elif mode == "repeat_kv":
+        import transformers.integrations.sdpa_attention as sdpa
+
+        gqa = sdpa.use_gqa_in_sdpa
+        sdpa.use_gqa_in_sdpa = lambda *args, **kwargs: False
+        try:
+            yield
+        finally:
+            sdpa.use_gqa_in_sdpa = gqa
+    else:
+        raise ValueError(f"attention mode {mode!r}")
+
+
+def _train_variant(name, model_dir, rows, tok, layout, batch_size, batch_tokens, max_steps, compile_, autocast,
+                   cudnn, profile_to, graphs, pad_vocab, attention) -> dict:
     from ft_train.config import TrainConfig
     from ft_train.data import batch_width, make_batches, real_tokens
     from ft_train.engine import PlainEngine
@@ -139,7 +175,8 @@ def train_variant(name: str, model_dir: str, rows: list[dict], tok, layout: str,
     steps = len(timed)
     n_params = sum(p.numel() for p in model.parameters())
     out = {"name": name, "layout": layout, "batch_size": batch_size, "batch_tokens": batch_tokens,
-           "compile": compile_, "autocast": autocast, "cudnn_sdpa": cudnn, "graphs": graphs,
+           "compile": compile_, "autocast": autocast, "cudnn_sdpa": cudnn, "graphs": graphs, "attention": attention,
+           "pad_vocab": pad_vocab,
            **({"graphs_summary": engine.graphs.summary()} if engine.graphs is not None else {}),
            "params": n_params, "steps": steps, "ms_per_step": 1000 * seconds / steps,
            "real_tokens_per_s": real / seconds, "padded_share": 1 - real / padded,
@@ -211,7 +248,7 @@ def main() -> None:
     ap.add_argument("--records", required=True, help="folder with viggo-train.jsonl and viggo-valid.jsonl")
     ap.add_argument("--out", required=True)
     ap.add_argument("--steps", type=int, default=40, help="timed training steps at most")
-    ap.add_argument("--only", help="run only the training variants whose name holds this")
+    ap.add_argument("--only", help="run only the training variants whose name holds this (or one of these, |-separated)")
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--parts", default="train,infer")
     ap.add_argument("--limit", type=int, default=None, help="records (a CPU smoke test)")
@@ -262,15 +299,21 @@ def main() -> None:
             ("group 6k, flat master, no cudnn, compile", "group", None, 6144, True, False, False,
              "profile_train_group6k_compile.txt", False),
             # the same graphed step at the vocabulary's own size (ft-train before its rows were padded)
-            ("group 6k, flat master, no cudnn, compile, graphs, unpadded vocabulary", "group", None, 6144, True,
+            ("group 6k, flat master, no cudnn, compile, unpadded vocabulary, graphs", "group", None, 6144, True,
              False, False, None, True, False),
+            # attention other ways (flash attention's kernels and its GQA sums were 3.5 ms of 22)
+            ("group 6k, flat master, no cudnn, compile, graphs, math attention", "group", None, 6144, True,
+             False, False, "profile_train_group6k_math_attention.txt", True, True, "math"),
+            ("group 6k, flat master, no cudnn, compile, graphs, kv heads repeated", "group", None, 6144, True,
+             False, False, None, True, True, "repeat_kv"),
         ]
-        for name, layout, bs, bt, comp, autocast, cudnn, prof, *more in variants:  # more: graphs, pad_vocab
-            if a.only and a.only not in name:
+        only = a.only.split("|") if a.only else None
+        for name, layout, bs, bt, comp, autocast, cudnn, prof, *more in variants:  # more: graphs, pad_vocab, attention
+            if only and not any(piece in name for piece in only):
                 continue
-            graphs, pad_vocab = (more[0] if more else False), (more[1] if len(more) > 1 else True)
             report["train"].append(train_variant(name, a.model_dir, rows, tok, layout, bs, bt, a.steps, comp,
-                                                 autocast, cudnn, out / prof if prof else None, graphs, pad_vocab))
+                                                 autocast, cudnn, out / prof if prof else None,
+                                                 **dict(zip(("graphs", "pad_vocab", "attention"), more, strict=False))))
             save()
         if a.big:
             btok = tokenizer_with_tokens(a.big, train_recs)

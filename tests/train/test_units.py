@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
@@ -554,3 +555,21 @@ def test_pad_multiple_rounds_widths_and_cuts_batches_by_them():
     assert b8["input_ids"][:, :9].tolist() == a["input_ids"].tolist() and not b8["input_ids"][:, 9:].any()
     assert a["loss_labels"].tolist() == b8["loss_labels"].tolist()
     assert [i % 9 for i in a["loss_index"].tolist()] == [i % 16 for i in b8["loss_index"].tolist()]
+
+
+@pytest.mark.parametrize("code, fast", [(0, True), (2, False), (1, False)])
+def test_only_a_successful_run_skips_pythons_teardown(monkeypatch, code, fast):
+    import ft_train.cli as cli
+
+    fast_exits = []
+
+    def exit_now():
+        fast_exits.append(code)
+        raise SystemExit("exited without teardown")
+
+    monkeypatch.setattr(cli, "run", lambda command, prog: sys.exit(code))
+    monkeypatch.setattr(cli, "exit_without_teardown", exit_now)
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+    # a failed run exits as usual, with its code (callers, and tests, may catch it)
+    assert (fast_exits, done.value.code) == (([code], "exited without teardown") if fast else ([], code))

@@ -17,7 +17,8 @@
 #   compared (time_to_accuracy.py --engines); vLLM from /tmp/vstage, the pieces of vllm_stage.sh
 #   PROFILE15=1: bench/gpu_profile.py at 1.5B, the plain batch eager and --compile'd (carry .carry/prof)
 #   PROFILE135=1 then runs bench/gpu_profile.py on MODEL's config: the plain command's 135M step (6,144 tokens,
-#   compiled, replayed from the step graphs, and compiled eagerly), with torch.profiler tables
+#   compiled, replayed from the step graphs, and compiled eagerly; other vocabulary and attention variants),
+#   with torch.profiler tables; PROFILE135_ONLY: which variants (gpu_profile.py --only, |-separated)
 #   HEAD_BENCH=1 first runs bench/bench_head_matmul.py (the LM head's matmuls per loss chunk, by layout, at 1.5B's head)
 #   MFU=1 then runs (MFU_LEGS: a comma-separated subset of viggo,viggo-16k,long,long-16k,viggo-compile,viggo-compile-eager,long-compile,viggo-compile-graphs,long-compile-graphs) bench/bench_train.py at 1.5B (Qwen2.5-1.5B's config from .carry/prof/qwen, random weights;
 #   carry .carry/prof): ViGGO rows and 2,048-token rows, at the plain batch and at 16k-token batches
@@ -89,7 +90,7 @@ fi
 if [ -n "${PROFILE135:-}" ]; then  # where the plain command's step goes at 135M (random weights, its config); after the
   # runs, so that their compiles find inductor's cache as a user's first run does
   timeout 300 python3 bench/gpu_profile.py --model-dir "$model" --records .carry/data --parts train \
-    --only "group 6k" --steps 60 --out "$W/gpu_profile_135m" >&2 || log "gpu_profile at 135M failed"
+    --only "${PROFILE135_ONLY:-group 6k}" --steps 60 --out "$W/gpu_profile_135m" >&2 || log "gpu_profile at 135M failed"
 fi
 if [ -n "${PROFILE15:-}" ]; then  # where a 1.5B step's time goes (Qwen2.5-1.5B's config, random weights; carry
   # .carry/prof): ft-train's step at the plain 4,096-token batch, eager and compiled, with torch.profiler tables
