@@ -104,7 +104,9 @@ def attention_mode(mode: str | None):
     elif mode == "math":
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
-        with sdpa_kernel([SDPBackend.MATH]):
+        # without inductor's caches: their keys do not hold SDPA's backend, so a graph compiled
+        # with flash attention (an earlier variant's, an earlier run's) would be served again
+        with sdpa_kernel([SDPBackend.MATH]), torch._inductor.config.patch(force_disable_caches=True):
             yield
     elif mode == "repeat_kv":
         import transformers.integrations.sdpa_attention as sdpa
