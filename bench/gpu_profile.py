@@ -281,7 +281,7 @@ def main() -> None:
 
         tok = tokenizer_with_tokens(a.model_dir, train_recs)
         rows, _ = tokenize_records(train_recs, tok, 512, "target")
-        variants = [  # name, layout, batch size, batch tokens, compile, autocast, cudnn sdpa, profile file[, graphs[, pad vocab]]
+        variants = [  # name, layout, batch size, batch tokens, compile, autocast, cudnn sdpa, profile file[, graphs[, pad vocab[, attention]]]
             ("group 16k, autocast", "group", None, 16384, False, True, True, None),
             ("group 16k, flat master", "group", None, 16384, False, False, True, "profile_train_group16k.txt"),
             ("group 16k, flat master, no cudnn", "group", None, 16384, False, False, False, None),

@@ -573,3 +573,14 @@ def test_only_a_successful_run_skips_pythons_teardown(monkeypatch, code, fast):
         cli.main()
     # a failed run exits as usual, with its code (callers, and tests, may catch it)
     assert (fast_exits, done.value.code) == (([code], "exited without teardown") if fast else ([], code))
+
+
+def test_the_process_start_is_read_to_a_fraction_of_a_second():
+    """The manifest's phases count from the process's start: read from /proc, not from psutil's
+    create_time, which rests on a boot time in whole seconds (up to 1 s early)."""
+    import subprocess
+
+    code = ("import time; now = time.time()\nfrom ft_train.driver import _process_start\n"
+            "print(now - _process_start())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert 0 <= float(out.stdout) < 0.5, out.stdout  # the interpreter's own start, before `now`
