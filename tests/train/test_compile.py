@@ -28,11 +28,12 @@ def _step(model, ids):
 
 def test_blocks_compile_once_for_every_block_and_shape_and_train_the_same(tiny_model):
     from ft_train.compile import compile_blocks
-    from torch._dynamo.utils import compilation_time_metrics, counters
+    from torch._dynamo.utils import compilation_time_metrics, counters, guard_failures
 
     torch._dynamo.reset()
     counters.clear()
     compilation_time_metrics.clear()
+    guard_failures.clear()
     eager, compiled = _model(tiny_model).train(), _model(tiny_model).train()  # from_pretrained gives eval mode
     keys = list(compiled.state_dict())
     assert compile_blocks(compiled) == 2  # the tiny Llama's two LlamaDecoderLayer
@@ -57,6 +58,8 @@ def test_blocks_compile_once_for_every_block_and_shape_and_train_the_same(tiny_m
     # RMSNorm's epsilon compiled as a constant: no block's compile restarted its analysis (a second
     # attempt, paid on every run: compile.compile_constants_fixed)
     assert "compile_attempt_1" not in compilation_time_metrics
+    # the one-row batch's compile again is named by the guard that failed
+    assert len(spent["recompiles"]) == 1 and spent["recompiles"][0].startswith("forward"), spent
 
 
 def test_evaluation_and_decoding_stay_eager(tiny_model):

@@ -68,17 +68,27 @@ COMPILE_TIMERS = {
 }
 
 
+MAX_RECOMPILES = 10  # guard failures kept in the manifest: enough to name what compiled again
+
+
 def compile_seconds() -> dict:
-    """{"frames": forwards dynamo compiled, "dynamo_s", "backward_s", ...: seconds} for the
-    manifest's timing ({} where nothing compiled or this torch keeps no such timers)."""
+    """{"frames": forwards dynamo compiled, "dynamo_s", "backward_s", ...: seconds, "recompiles":
+    the first guard that failed for each compile again ("forward: ..."), if any} for the manifest's
+    timing ({} where nothing compiled or this torch keeps no such timers)."""
     try:
         from torch._dynamo.utils import compilation_time_metrics as timers
+        from torch._dynamo.utils import guard_failures
     except ImportError:
         return {}
     frames = timers.get(COMPILE_TIMERS["dynamo_s"], [])
     if not frames:
         return {}
-    return {"frames": len(frames), **{name: round(sum(timers.get(key, [])), 3) for name, key in COMPILE_TIMERS.items()}}
+    out = {"frames": len(frames), **{name: round(sum(timers.get(key, [])), 3) for name, key in COMPILE_TIMERS.items()}}
+    recompiles = [f"{getattr(code, 'co_name', code)}: {str(reason).strip().splitlines()[0][:200]}"
+                  for code, reasons in guard_failures.items() for reason in reasons]
+    if recompiles:
+        out["recompiles"] = recompiles[:MAX_RECOMPILES]
+    return out
 
 
 def compile_failed_part() -> str | None:
