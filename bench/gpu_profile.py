@@ -303,7 +303,7 @@ def main() -> None:
             # the same graphed step at the vocabulary's own size (ft-train before its rows were padded)
             ("group 6k, flat master, no cudnn, compile, unpadded vocabulary, graphs", "group", None, 6144, True,
              False, False, None, True, False),
-            # attention other ways (flash attention's kernels and its GQA sums were 3.5 ms of 22)
+            # attention other ways (flash attention's kernels and its GQA sums were 3.4 ms of 22)
             ("group 6k, flat master, no cudnn, compile, graphs, math attention", "group", None, 6144, True,
              False, False, "profile_train_group6k_math_attention.txt", True, True, "math"),
             ("group 6k, flat master, no cudnn, compile, graphs, kv heads repeated", "group", None, 6144, True,
