@@ -9,8 +9,9 @@ Why these rules (measurements: the ft-train README, "The default recipe"):
   lr = 2e-4 x (135M / params)^0.5 x (loss / 4.19)^e, within [LOSS_LR_MIN, LR_MAX]: 2e-4 at
   SmolLM2-135M on ViGGO (loss 4.19), the exponents a least-squares fit (0.50, 2.08) to the best
   lrs measured at 0.63B and 1.78B (GSM8K 5e-6, SQL 1e-5, ViGGO 2.9e-5 at 1.78B; SQL 1e-5 at
-  0.63B). Trained with on one H100 (the ft-train README, "The default lr"): at 1.78B GSM8K 64.0% at its 4.4e-6 against the size rule's 1e-5 at 59.4% (p = 0.014), ViGGO
-  97.3% against 96.4%. At 135M the loss's lower rates lost, paired on one machine: GSM8K 3.5%
+  0.63B). Trained with on one H100 (the ft-train README, "The default lr"): at 1.78B GSM8K
+  64.0% at its 4.4e-6 against the size rule's 1e-5 at 59.4% (p = 0.014), ViGGO 97.3% against
+  96.4%. At 135M the loss's lower rates lost, paired on one machine: GSM8K 3.5%
   against 8.8% at 2e-4 (p = 1e-6), Spider 48.6% against 58.2% (p = 9e-8), WikiSQL 85.2% both; so
   the loss exponent e is 2 from 0.63B up and fades to 0 at 135M (loss_exponent): 2e-4 there.
   Where e is 0 the measurement cannot change the lr, so auto skips it (55 s of a 135M CPU run's
