@@ -126,6 +126,7 @@ def _train_variant(name, model_dir, rows, tok, layout, batch_size, batch_tokens,
     from ft_train.config import TrainConfig
     from ft_train.data import batch_width, make_batches, real_tokens
     from ft_train.engine import PlainEngine
+    from ft_train.flat import flat_shape
     from ft_train.worker import CausalLMLoss, train_step
 
     device = torch.device(DEVICE)
@@ -138,21 +139,23 @@ def _train_variant(name, model_dir, rows, tok, layout, batch_size, batch_tokens,
     if graphs:
         from ft_train.step_graphs import WIDTH_MULTIPLE, shape_table
 
-        multiple = WIDTH_MULTIPLE
+        multiple = WIDTH_MULTIPLE if layout == "group" else 1
     cfg = TrainConfig(lr=2e-4, warmup=0.03, batch_size=batch_size, batch_tokens=batch_tokens, layout=layout,
                       compile="on" if compile_ else "off", pad_multiple=multiple)  # warmup: unset (None) means the recipe chooses, which this bench skips
     # autocast: the previous bf16 path, fp32 weights under autocast instead of FlatMaster
-    engine = PlainEngine(CausalLMLoss(model), cfg, device, 1, total_steps=1000, bf16=DEVICE == "cuda",
-                         flat_master=not autocast)
+    loss_model = CausalLMLoss(model)
     warm = make_batches(rows, layout, batch_size, batch_tokens, cfg.ctx_len, seed=0, multiple=multiple)
     timed = make_batches(rows, layout, batch_size, batch_tokens, cfg.ctx_len, seed=1, multiple=multiple)[:max_steps]
+    flat = flat_shape(warm + timed) if layout == "flat" else None  # as the driver makes it for a run
+    loss_model.flat_max_len = flat.max_len if flat else None
+    engine = PlainEngine(loss_model, cfg, device, 1, total_steps=1000, bf16=DEVICE == "cuda", flat_master=not autocast)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     if graphs:
-        engine.use_graphs(shape_table([warm, timed], cfg.ctx_len, multiple), pad_id, log)
+        engine.use_graphs(shape_table([warm, timed], cfg.ctx_len, multiple, flat), pad_id, log)
 
     def one(batch) -> tuple[int, int]:
-        train_step(engine, batch, True, cfg, pad_id)  # ft-train's own micro-step
-        return real_tokens(batch), len(batch) * batch_width(batch, layout, cfg.ctx_len, multiple)
+        train_step(engine, batch, True, cfg, pad_id, flat)  # ft-train's own micro-step
+        return real_tokens(batch), flat.width if flat else len(batch) * batch_width(batch, layout, cfg.ctx_len, multiple)
 
     t0 = time.perf_counter()
     for batch in warm:
@@ -308,6 +311,12 @@ def main() -> None:
              False, False, "profile_train_group6k_math_attention.txt", True, True, "math"),
             ("group 6k, flat master, no cudnn, compile, graphs, kv heads repeated", "group", None, 6144, True,
              False, False, None, True, True, "repeat_kv"),
+            # the flat layout (ft_train/flat.py: no padding, varlen flash attention), ft-train's plain step
+            # on a GPU since 2026-12-06 (--only "flat 6k"; at 1.5B --only "flat 4k")
+            ("flat 6k, flat master, no cudnn, compile, graphs", "flat", None, 6144, True, False, False,
+             "profile_train_flat6k_compile_graphs.txt", True),
+            ("flat 4k, flat master, no cudnn, compile, graphs", "flat", None, 4096, True, False, False,
+             "profile_train_flat4k_compile_graphs.txt", True),
         ]
         only = a.only.split("|") if a.only else None
         for name, layout, bs, bt, comp, autocast, cudnn, prof, *more in variants:  # more: graphs, pad_vocab, attention

@@ -71,6 +71,11 @@ RUNS = {
     "viggo-eager": ("viggo", ["--cuda-graphs", "off"]),  # the plain command without CUDA graphs (before 2026-12-05 pm)
     "sql-eager": ("sql", ["--cuda-graphs", "off"]),  # the same for SQL
     "sql-plain": ("sql", []),
+    # the group layout, the plain command's before the flat layout became auto's choice on a GPU
+    "viggo-group": ("viggo", ["--layout", "group"]),
+    "sql-group": ("sql", ["--layout", "group"]),
+    "gsm8k-group": ("gsm8k", ["--layout", "group"]),
+    "viggo-flat-5k": ("viggo", ["--batch-tokens", "5120"]),  # flat at about the group layout's step count
     "sql-plain-ppl": ("sql", ["--select-by", "ppl"]),  # 2026-12-05: accuracy on 256 records chose epoch 1
     "sql-1200": ("sql", ["--batch-tokens", "3072"]),  # about the tuned run's 1,250 steps, the recipe's lr
     "sql-epochs2": ("sql", ["--epochs", "2"]),  # the recipe's lr and batch over 2 epochs (Spider plateaued at 2 before)

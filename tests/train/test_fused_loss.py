@@ -170,7 +170,8 @@ def _engine(tiny_model, fused: bool, bf16: bool, grad_accum: int = 1):
     from ft_train.engine import PlainEngine
     from transformers import AutoModelForCausalLM
 
-    cfg = TrainConfig(lr=1e-3, batch_size=4, grad_clip=1.0, warmup=0.0, ctx_len=16, grad_accum=grad_accum)
+    cfg = TrainConfig(lr=1e-3, batch_size=4, grad_clip=1.0, warmup=0.0, ctx_len=16, grad_accum=grad_accum,
+                      layout="group")
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
     assert model.get_output_embeddings().weight is model.get_input_embeddings().weight  # tied, as SmolLM2 and Qwen2.5
     return PlainEngine(worker.CausalLMLoss(model, fused), cfg, torch.device("cpu"), 1, total_steps=10, bf16=bf16), cfg

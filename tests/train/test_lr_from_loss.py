@@ -69,7 +69,7 @@ def _engine(tiny_model, lr=1e-3, warmup=0.5):
     from ft_train.worker import CausalLMLoss
     from transformers import AutoModelForCausalLM
 
-    cfg = TrainConfig(lr=lr, batch_size=2, warmup=warmup, ctx_len=16)
+    cfg = TrainConfig(lr=lr, batch_size=2, warmup=warmup, ctx_len=16, layout="group")
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
     return PlainEngine(CausalLMLoss(model), cfg, torch.device("cpu"), 1, total_steps=10, bf16=True)
 

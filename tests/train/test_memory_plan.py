@@ -113,7 +113,7 @@ def test_a_given_batch_too_large_is_split_into_micro_batches(h100):
 
 def test_the_split_keeps_the_batch_and_never_goes_below_one_sequence():
     def split(fits, **kw):
-        cfg, k = split_to_fit(TrainConfig(ctx_len=512, **kw), fits)
+        cfg, k = split_to_fit(TrainConfig(ctx_len=512, layout="group", **kw), fits)
         return k, cfg.batch_size or cfg.batch_tokens, cfg.grad_accum
 
     two, four = (lambda tokens: tokens <= 1024), (lambda tokens: tokens <= 2048)

@@ -91,7 +91,7 @@ def test_a_padded_batch_gives_the_same_loss_and_gradients(tiny_model):
 def test_driver_turns_graphs_on_only_where_they_apply():
     from ft_train.driver import graphs_choice
 
-    cfg = TrainConfig(model="m", train="t", out_dir="o")
+    cfg = TrainConfig(model="m", train="t", out_dir="o", layout="group")  # as driver.layout_choice leaves it
     plain = Zero(0, "none", bf16=True, deepspeed=False)
     on = graphs_choice(cfg, plain, gpu=True)
     assert (on.cuda_graphs, on.pad_multiple) == ("on", 16)
@@ -207,7 +207,8 @@ def test_graph_replayed_training_matches_eager_training(tiny_model):
     from ft_train.worker import CausalLMLoss, train_step
     from transformers import AutoModelForCausalLM
 
-    cfg = TrainConfig(lr=1e-3, grad_clip=1.0, warmup=0.1, ctx_len=64, pad_multiple=16, cuda_graphs="on")
+    cfg = TrainConfig(lr=1e-3, grad_clip=1.0, warmup=0.1, ctx_len=64, pad_multiple=16, cuda_graphs="on",
+                      layout="group")
     data = rows(200, seed=2)
     epochs = [make_batches(data, "group", None, 512, 64, seed=e, multiple=16) for e in range(2)]
     device = torch.device("cuda", 0)
@@ -239,7 +240,7 @@ def test_training_on_cuda_runs_without_cudnn_attention(tiny_model):
 
     torch.backends.cuda.enable_cudnn_sdp(True)
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
-    cfg = TrainConfig(lr=1e-3, ctx_len=64)
+    cfg = TrainConfig(lr=1e-3, ctx_len=64, layout="group")
     make_engine(CausalLMLoss(model), cfg, Zero(0, "none", bf16=True, deepspeed=False), torch.device("cuda", 0), 1, 10)
     assert not torch.backends.cuda.cudnn_sdp_enabled()
 

@@ -323,7 +323,7 @@ def test_flat_master_trains_bf16_weights_from_fp32_masters_and_resumes(tiny_mode
     from ft_train.worker import CausalLMLoss, train_step
     from transformers import AutoModelForCausalLM
 
-    cfg = TrainConfig(lr=1e-2, batch_size=2, grad_clip=1.0, warmup=0.0, ctx_len=16)
+    cfg = TrainConfig(lr=1e-2, batch_size=2, grad_clip=1.0, warmup=0.0, ctx_len=16, layout="group")
     rows = [{"ids": [10 + i, 11 + i, 12 + i, 13 + i], "labels": [11 + i, 12 + i, 13 + i, IGNORE]} for i in range(4)]
     batch = [[r] for r in rows]
 
@@ -379,7 +379,7 @@ def _ddp_flat_master_worker(rank: int, world: int, model_dir: str, port: int, ou
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     torch.manual_seed(0)
-    cfg = TrainConfig(lr=1e-2, batch_size=2, grad_clip=1.0, warmup=0.0, ctx_len=16)
+    cfg = TrainConfig(lr=1e-2, batch_size=2, grad_clip=1.0, warmup=0.0, ctx_len=16, layout="group")
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     engine = PlainEngine(CausalLMLoss(model), cfg, torch.device("cpu"), world, total_steps=10, bf16=True)
     for step in range(3):  # each rank trains on its own rows: only the gradient all-reduce keeps them equal

@@ -21,7 +21,7 @@ from ft_common.errors import UsageError
 
 from ft_train.recipe import LR_RULES, MIN_BATCH_TOKENS, TARGET_STEPS
 
-LAYOUTS = ("pack", "group", "pad")
+LAYOUTS = ("auto", "flat", "group", "pack", "pad")
 ZERO_CHOICES = ("auto", "0", "1", "2", "3")
 SELECT_CHOICES = ("auto", "accuracy", "ppl")
 OFFLOAD_CHOICES = ("auto", "none", "optimizer", "all")
@@ -110,9 +110,11 @@ class TrainConfig:
     ctx_len: int = opt(512, "Longest sequence; longer records are truncated and counted.", type=click.IntRange(min=8))
     loss_on: str = opt("target", "Loss on target tokens only, or on prompt and target (the case study).",
                        type=click.Choice(["target", "all"]))
-    # group: length-grouped, right-padded, no attention mask; pack: into ctx_len rows; pad: each to ctx_len
-    layout: str = opt("group", "group records by length (no mask needed); pack them into ctx-len rows; or pad each "
-                               "to ctx-len.", type=click.Choice(LAYOUTS))
+    # flat: end to end, no padding, varlen attention (ft_train.flat); group: length-grouped, right-padded,
+    # no attention mask; pack: into ctx_len rows; pad: each to ctx_len; auto: driver.layout_choice
+    layout: str = opt("auto", "flat: records end to end in one row, no padding, attention kept inside each record; "
+                              "group records by length (padded, no mask needed); pack them into ctx-len rows; or pad "
+                              "each to ctx-len. auto: flat on a GPU, group on a CPU.", type=click.Choice(LAYOUTS))
     # fewer distinct batch shapes, each of which costs its first-time work on a GPU (ViGGO: 59 in the
     # first epoch at 1, 18 at 8, for 7.8% padding instead of 2.9%: bench/batch_shapes.py); 1 unless
     # given, or step_graphs.WIDTH_MULTIPLE where CUDA graphs are on (driver.graphs_choice)

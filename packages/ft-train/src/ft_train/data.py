@@ -1,8 +1,13 @@
 """Training data: read records, tokenise, lay out into batches, shard over workers.
 
-Three layouts (`--layout`):
+Four layouts (`--layout`; auto: flat on a GPU, group elsewhere, driver.layout_choice):
 
-- group (default): records sorted into length buckets, cut into batches of about
+- flat: records laid end to end in one row per batch, about --batch-tokens real tokens of them
+  and no padding between; each record keeps its own positions, and attention stays inside each
+  record through variable-length flash attention given the records' boundaries
+  (ft_train.flat: one fixed row width and boundary count per run, so a CUDA graph replays every
+  batch; the tail past the last record is split into short pieces that attend only to themselves).
+- group: records sorted into length buckets, cut into batches of about
   --batch-tokens padded tokens, right-padded to each batch's longest. Causal
   attention never looks right, so a real token never sees the padding after it:
   no attention mask is needed, and the model takes its fastest path (flash
@@ -15,7 +20,7 @@ Three layouts (`--layout`):
 - pad: every record padded to ctx_len (the case study's recipe, for comparison).
 
 A batch holds --batch-size sequences when that is given, else as many as fit
-in --batch-tokens (for pack and pad: batch_tokens // ctx_len rows).
+in --batch-tokens (for pack and pad: batch_tokens // ctx_len rows; for flat, real tokens).
 
 Labels are shifted here (labels[i] is the token to predict at position i, or
 -100), and a batch lists the positions that have one, so the model computes
@@ -157,9 +162,13 @@ def make_batches(rows: list[dict], layout: str, batch_size: int | None, batch_to
     """The batches of one epoch, in a seeded order: a batch is a list of sequences,
     a sequence a list of records (several when packed, one otherwise). `multiple` (--pad-multiple):
     the group layout's widths rounded up to it."""
+    if layout not in ("flat", "group", "pack", "pad"):  # auto is the driver's to resolve first
+        raise ValueError(f"no batches for layout {layout!r}")
     rng = random.Random(seed)
     if layout == "group":
         return _group_batches(rows, batch_size, batch_tokens, rng, multiple)
+    if layout == "flat":
+        return _flat_batches(rows, batch_size, batch_tokens, rng)
     if layout == "pack":
         seqs = pack(rows, ctx_len)
     else:
@@ -198,6 +207,28 @@ def _group_batches(rows: list[dict], batch_size: int | None, batch_tokens: int, 
     return batches
 
 
+def _flat_batches(rows: list[dict], batch_size: int | None, batch_tokens: int, rng: random.Random) -> list:
+    """Shuffled records cut into batches of at most `batch_tokens` real tokens (or `batch_size`
+    records); a record longer than the budget is a batch of its own. No length grouping: nothing
+    is padded, so a batch's records need not be alike."""
+    shuffled = rows[:]
+    rng.shuffle(shuffled)
+    batches: list = []
+    batch: list = []
+    size = 0
+    for r in shuffled:
+        n = len(r["ids"])
+        full = len(batch) == batch_size if batch_size else size + n > batch_tokens
+        if batch and full:
+            batches.append(batch)
+            batch, size = [], 0
+        batch.append([r])
+        size += n
+    if batch:
+        batches.append(batch)
+    return batches
+
+
 def shard(batches: list, rank: int, world: int, multiple: int = 1) -> list[tuple[list, bool]]:
     """This rank's batches, as (batch, real) pairs; every rank gets the same count
     (a multiple of `multiple`), short ranks repeating batches marked real=False."""
@@ -212,7 +243,10 @@ def shard(batches: list, rank: int, world: int, multiple: int = 1) -> list[tuple
 
 
 def batch_width(batch: list[list[dict]], layout: str, ctx_len: int, multiple: int = 1) -> int:
-    """The padded length of a batch's rows (group: rounded up to `multiple`)."""
+    """The padded length of a batch's rows (group: rounded up to `multiple`; flat: its one row's
+    real tokens, collate pads it to the run's FlatShape)."""
+    if layout == "flat":
+        return sum(len(r["ids"]) for seq in batch for r in seq)
     if layout == "pack":
         return max(sum(len(r["ids"]) for r in seq) for seq in batch)
     if layout == "pad":
@@ -222,9 +256,11 @@ def batch_width(batch: list[list[dict]], layout: str, ctx_len: int, multiple: in
 
 
 def collate(batch: list[list[dict]], layout: str, ctx_len: int, pad_id: int, real: bool = True,
-            multiple: int = 1) -> dict:
-    """Tensors for one batch: input_ids, position_ids (pack) or attention_mask (pad),
-    and the loss as loss_index (flat positions that have a label) and loss_labels.
+            multiple: int = 1, flat=None) -> dict:
+    """Tensors for one batch: input_ids, position_ids (pack, flat) or attention_mask (pad),
+    and the loss as loss_index (flat positions that have a label) and loss_labels; for the flat
+    layout also cu_seqlens, the records' boundaries (ft_train.flat.collate_flat: `flat` is the
+    run's FlatShape, or the batch's own when None).
 
     Packed rows use position ids that restart at each record and no attention
     mask, which gives each record its own causal block. Grouped rows are
@@ -234,6 +270,12 @@ def collate(batch: list[list[dict]], layout: str, ctx_len: int, pad_id: int, rea
     """
     import torch
 
+    if layout not in ("flat", "group", "pack", "pad"):
+        raise ValueError(f"no batch for layout {layout!r}")
+    if layout == "flat":
+        from ft_train.flat import collate_flat
+
+        return collate_flat(batch, pad_id, real, flat)
     width = batch_width(batch, layout, ctx_len, multiple)
     n = len(batch)
     ids = torch.full((n, width), pad_id, dtype=torch.long)

@@ -43,6 +43,7 @@ from ft_train.data import (
     read_data_file,
     tokenize_records,
 )
+from ft_train.flat import flat_shape
 from ft_train.plan import (
     Plan,
     choose_zero_for,
@@ -51,6 +52,7 @@ from ft_train.plan import (
     model_shape,
     split_to_fit,
     steps_per_epoch,
+    uses_bf16,
 )
 from ft_train.plot import plot_curve
 from ft_train.recipe import Recipe
@@ -127,6 +129,7 @@ def prepare(cfg: TrainConfig, marks: dict | None = None) -> Prepared:
     stop_id = tokenised.stop_id
 
     gpu = _uses_gpu(cfg)
+    cfg = layout_choice(cfg, gpu)
     all_tokens, loss_tokens = count_tokens(train_rows)
     config, params = model_shape(resolved.path, tokenised.vocab_size)  # once: the recipe and the ZeRO choice use it
     cfg, chosen = _apply_recipe(cfg, config, params, gpu, all_tokens)
@@ -135,6 +138,10 @@ def prepare(cfg: TrainConfig, marks: dict | None = None) -> Prepared:
     zero = choose_zero_for(cfg, config, params, gpu)
     cfg = graphs_choice(cfg, zero, gpu)
     train_batches = epoch_batches(cfg, train_rows)
+    valid_batches = make_batches(valid_rows, cfg.layout, cfg.batch_size, cfg.batch_tokens, cfg.ctx_len, seed=0,
+                                 multiple=cfg.pad_multiple)
+    # the flat layout's one shape, for every batch of the run (validation's too: one longest record)
+    flat = flat_shape([b for e in train_batches for b in e] + valid_batches) if cfg.layout == "flat" else None
     steps = steps_per_epoch(cfg, train_batches[0])
     cfg = compile_choice(cfg, zero, all_tokens * cfg.epochs, params)
     data = {
@@ -146,8 +153,7 @@ def prepare(cfg: TrainConfig, marks: dict | None = None) -> Prepared:
         cfg=cfg, tokenizer_dir=str(tok_dir.resolve()), stop_id=stop_id, device="cuda" if gpu else "cpu",
         zero=zero,
         train_batches=train_batches,
-        valid_batches=make_batches(valid_rows, cfg.layout, cfg.batch_size, cfg.batch_tokens, cfg.ctx_len, seed=0,
-                                   multiple=cfg.pad_multiple),
+        valid_batches=valid_batches,
         steps_per_epoch=steps, parent=parent, data=data,
         lineage=manifest.parent_lineage(resolved.path) if is_ft else [],
         # the loss rule (Recipe.lr_from_loss): the workers choose the lr, from the loss before training
@@ -156,6 +162,7 @@ def prepare(cfg: TrainConfig, marks: dict | None = None) -> Prepared:
                 "micro_batches": chosen.micro_batches, "chosen": list(chosen.chosen), "params": chosen.params,
                 "line": chosen.line(steps)},
         eval_records=eval_records,
+        flat=flat,
     )
     summary = (f"{len(train_rows)} training records ({all_tokens} tokens, {loss_tokens} in the loss), "
                f"{len(valid_rows)} validation; {truncated + v_truncated} truncated to {cfg.ctx_len} tokens; "
@@ -203,17 +210,25 @@ def _apply_recipe(cfg: TrainConfig, config, params: int, gpu: bool, tokens: int)
     return cfg, chosen
 
 
+def layout_choice(cfg: TrainConfig, gpu: bool) -> TrainConfig:
+    """--layout auto resolved: flat on a GPU in bf16 (ft_train.flat: no padding; its attention is
+    flash's variable-length kernel, which needs 16-bit inputs), group elsewhere (the CPU, fp32)."""
+    if cfg.layout != "auto":
+        return cfg
+    return replace(cfg, layout="flat" if gpu and uses_bf16(cfg, gpu) else "group")
+
+
 def graphs_choice(cfg: TrainConfig, zero, gpu: bool) -> TrainConfig:
     """--cuda-graphs resolved to on or off (ft_train.step_graphs). They need one CUDA worker at plain
-    ZeRO-0 in bf16 (FlatMaster) and the group layout (fixed widths, no attention mask: no host sync
-    in the step); auto turns them on wherever that holds, on refuses a run where it does not. On,
-    the group layout's widths are rounded up to step_graphs.WIDTH_MULTIPLE unless --pad-multiple
-    is given, so a run has a handful of shapes."""
+    ZeRO-0 in bf16 (FlatMaster) and the flat or group layout (fixed shapes, no attention mask: no
+    host sync in the step); auto turns them on wherever that holds, on refuses a run where it does
+    not. On, the group layout's widths are rounded up to step_graphs.WIDTH_MULTIPLE unless
+    --pad-multiple is given, so a run has a handful of shapes (the flat layout has one)."""
     if cfg.cuda_graphs == "off":
         return cfg
     why_not = next((reason for reason, blocked in (
         ("a GPU", not gpu), ("one worker", cfg.workers > 1), ("plain ZeRO-0", zero.deepspeed),
-        ("bf16", not zero.bf16), ("the group layout", cfg.layout != "group"),
+        ("bf16", not zero.bf16), ("the flat or group layout", cfg.layout not in ("flat", "group")),
         ("no gradient checkpointing", cfg.gradient_checkpointing)) if blocked), None)
     if why_not:
         if cfg.cuda_graphs == "on":
@@ -221,7 +236,7 @@ def graphs_choice(cfg: TrainConfig, zero, gpu: bool) -> TrainConfig:
         return replace(cfg, cuda_graphs="off")
     from ft_train.step_graphs import WIDTH_MULTIPLE
 
-    multiple = cfg.pad_multiple if cfg.pad_multiple > 1 else WIDTH_MULTIPLE
+    multiple = cfg.pad_multiple if cfg.pad_multiple > 1 or cfg.layout != "group" else WIDTH_MULTIPLE
     return replace(cfg, cuda_graphs="on", pad_multiple=multiple)
 
 
@@ -390,7 +405,8 @@ def _engine_words(plan: Plan) -> str:
     offload = f", offload {z.offload}" if z.offload != "none" else ""
     graphs = ", CUDA graphs" if plan.cfg.cuda_graphs == "on" else ""
     compiled = ", compiled blocks" if plan.cfg.compile == "on" else ""
-    return (f"{engine}{offload}, {'bf16' if z.bf16 else 'fp32'}{graphs}{compiled}, "
+    flat = ", flat batches (no padding)" if plan.cfg.layout == "flat" else ""
+    return (f"{engine}{offload}, {'bf16' if z.bf16 else 'fp32'}{flat}{graphs}{compiled}, "
             f"{plan.cfg.workers} {plan.device} worker(s)")
 
 

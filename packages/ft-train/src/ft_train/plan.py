@@ -12,10 +12,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from ft_train.config import TrainConfig
 from ft_train.data import make_batches, rows_per_batch, shard, tokens_per_batch
 from ft_train.tokens import embedding_rows
+
+if TYPE_CHECKING:
+    from ft_train.flat import FlatShape
 
 Batch = list  # a batch: a list of sequences, a sequence a list of token rows (see data.make_batches)
 
@@ -45,6 +49,7 @@ class Plan:
     lineage: list[dict]
     recipe: dict = field(default_factory=dict)  # what the default recipe chose (ft_train.recipe), for the manifest
     eval_records: list[dict] = field(default_factory=list)  # --select-by accuracy: the validation sample
+    flat: FlatShape | None = None  # the flat layout's one batch shape (ft_train.flat)
 
     @property
     def select_by(self) -> tuple[str, str]:
@@ -70,6 +75,7 @@ class Plan:
                 "launch": "local" if self.in_process else "ray",
                 "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps,
                 "select_by": self.cfg.select_by, "cuda_graphs": self.cfg.cuda_graphs, "compile": self.cfg.compile,
+                "layout": self.cfg.layout,
                 "recipe": self.recipe}
 
 
@@ -125,8 +131,8 @@ def split_to_fit(cfg: TrainConfig, fits: Callable[[int], bool]) -> tuple[TrainCo
         return cfg, 1
     if cfg.batch_size:
         units, unit = cfg.batch_size, cfg.ctx_len  # sequences, each up to ctx_len tokens
-    elif cfg.layout == "group":
-        units, unit = cfg.batch_tokens, 1  # padded tokens
+    elif cfg.layout in ("group", "flat"):
+        units, unit = cfg.batch_tokens, 1  # tokens (group: padded)
     else:
         units, unit = rows_per_batch(None, cfg.batch_tokens, cfg.ctx_len), cfg.ctx_len  # rows
     micro, k = units, 1

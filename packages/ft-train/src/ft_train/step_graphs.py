@@ -6,11 +6,12 @@ waits on the CPU (docs/benchmarks.md). Replayed from a captured CUDA graph, a st
 
 A graph replays fixed shapes at fixed addresses, so:
 
-- Shapes: the driver cuts the group layout's batches at widths rounded up to a multiple
-  (WIDTH_MULTIPLE unless --pad-multiple says otherwise); here every batch of one width is padded
-  with empty rows to the most rows any batch of that width has, and its loss positions to the most
-  any has (padding positions carry IGNORE labels, which the loss masks). One graph per width: a
-  handful per run (`shape_table`).
+- Shapes: the flat layout has one (ft_train.flat.FlatShape: every batch one row of the run's
+  width, its loss positions padded to the most any batch has): one graph per run. The group
+  layout's batches are cut at widths rounded up to a multiple (WIDTH_MULTIPLE unless
+  --pad-multiple says otherwise); every batch of one width is padded with empty rows to the most
+  rows any batch of that width has, and its loss positions to the most any has (padding positions
+  carry IGNORE labels, which the loss masks). One graph per width: a handful per run (`shape_table`).
 - Inputs: each shape's input tensors are allocated once; a step copies its batch into them.
 - No host sync inside: the loss is divided by a token count that is itself a device input, and
   the fused loss masks ignored rows instead of selecting them.
@@ -54,14 +55,15 @@ class Shape:
     positions: int  # loss positions in every batch of this width
 
 
-def shape_table(epochs: list[list], ctx_len: int, multiple: int) -> dict[int, Shape]:
+def shape_table(epochs: list[list], ctx_len: int, multiple: int, flat=None) -> dict[int, Shape]:
     """{width: Shape} over every epoch's batches (group layout): the most rows and loss positions
-    any batch of each width has (the positions rounded up to a multiple of ROW_MULTIPLE)."""
+    any batch of each width has (the positions rounded up to a multiple of ROW_MULTIPLE). With
+    `flat` (the flat layout's FlatShape) every batch is one row of flat.width: one shape."""
     loss_count: dict[int, int] = {}  # id(row) -> its loss positions (rows recur every epoch)
     table: dict[int, Shape] = {}
     for batches in epochs:
         for batch in batches:
-            width = batch_width(batch, "group", ctx_len, multiple)
+            width = flat.width if flat else batch_width(batch, "group", ctx_len, multiple)
             positions = 0
             for seq in batch:
                 row = seq[0]
@@ -70,17 +72,19 @@ def shape_table(epochs: list[list], ctx_len: int, multiple: int) -> dict[int, Sh
                     n = loss_count[id(row)] = sum(1 for y in row["labels"] if y != IGNORE)
                 positions += n
             old = table.get(width, Shape(0, 0))
-            table[width] = Shape(max(old.rows, len(batch)), max(old.positions, positions))
+            table[width] = Shape(1 if flat else max(old.rows, len(batch)), max(old.positions, positions))
     # loss positions in whole multiples of the loss's chunk rows, whose matmuls run faster aligned
     return {w: Shape(s.rows, -(-s.positions // ROW_MULTIPLE) * ROW_MULTIPLE) for w, s in table.items()}
 
 
 def pad_to_shape(x: dict, shape: Shape, pad_id: int) -> dict:
-    """collate's batch (group layout, on the host) padded to `shape`: empty rows of pad_id, loss
-    positions pointing at position 0 with IGNORE labels; plus "tokens", the real loss positions."""
+    """collate's batch (on the host) padded to `shape`: empty rows of pad_id (group layout), loss
+    positions pointing at position 0 with IGNORE labels; plus "tokens", the real loss positions.
+    The flat layout's position_ids and cu_seqlens come already at the run's shape: kept as they are."""
     ids, index, labels = x["input_ids"], x["loss_index"], x["loss_labels"]
     rows, width = ids.shape
-    if rows > shape.rows or len(index) > shape.positions:
+    kept = {k: v for k, v in x.items() if k in ("position_ids", "cu_seqlens")}
+    if rows > shape.rows or len(index) > shape.positions or (kept and rows != shape.rows):
         raise ValueError(f"batch {rows}x{width} with {len(index)} loss positions exceeds its shape {shape}")
     padded_ids = torch.full((shape.rows, width), pad_id, dtype=ids.dtype)
     padded_ids[:rows] = ids
@@ -89,7 +93,7 @@ def pad_to_shape(x: dict, shape: Shape, pad_id: int) -> dict:
     padded_labels = torch.full((shape.positions,), IGNORE, dtype=labels.dtype)
     padded_labels[:len(labels)] = labels
     return {"input_ids": padded_ids, "loss_index": padded_index, "loss_labels": padded_labels,
-            "tokens": torch.tensor(float(len(index)))}
+            "tokens": torch.tensor(float(len(index))), **kept}
 
 
 def make_capturable(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
@@ -196,8 +200,9 @@ class StepGraphs:
 
     def _forward_backward(self, inputs: dict) -> torch.Tensor:
         engine = self.engine
+        flat = {k: inputs[k] for k in ("position_ids", "cu_seqlens") if k in inputs}  # the flat layout's
         loss_sum = engine.forward_model(input_ids=inputs["input_ids"], loss_index=inputs["loss_index"],
-                                        loss_labels=inputs["loss_labels"], masked=True)
+                                        loss_labels=inputs["loss_labels"], masked=True, **flat)
         (loss_sum / inputs["tokens"].clamp(min=1) / engine.cfg.grad_accum).backward()
         return loss_sum.detach()
 

@@ -42,6 +42,7 @@ from ft_train.config import TrainConfig
 from ft_train.data import IGNORE, collate, real_tokens, shard
 from ft_train.dist import all_sum
 from ft_train.engine import Engine, make_engine
+from ft_train.flat import attention_for
 from ft_train.fused_loss import linear_cross_entropy
 from ft_train.plan import Plan
 from ft_train.tokens import resize_embeddings
@@ -85,6 +86,7 @@ class CausalLMLoss(torch.nn.Module):
     """
 
     compiled_loss = False  # --compile: the fused loss's softmax compiled too (PlainEngine sets it)
+    flat_max_len = None  # the flat layout's longest sequence (ft_train.flat.FlatShape.max_len; the worker sets it)
 
     def __init__(self, lm: torch.nn.Module, fused: bool = True):
         super().__init__()
@@ -92,9 +94,11 @@ class CausalLMLoss(torch.nn.Module):
         self.fused = fused
 
     def forward(self, input_ids, loss_index, loss_labels, position_ids=None, attention_mask=None,
-                masked: bool = False):
-        """`masked`: some loss_labels are IGNORE (padding of a fixed-shape batch, ft_train.step_graphs)."""
-        hidden = label_hidden(self.lm, input_ids, loss_index, position_ids, attention_mask)
+                masked: bool = False, cu_seqlens=None):
+        """`masked`: some loss_labels are IGNORE (padding of a fixed-shape batch, ft_train.step_graphs).
+        `cu_seqlens`: the flat layout's record boundaries (ft_train.flat)."""
+        flat = None if cu_seqlens is None else (cu_seqlens, self.flat_max_len)
+        hidden = label_hidden(self.lm, input_ids, loss_index, position_ids, attention_mask, flat)
         head = self.lm.get_output_embeddings()
         if self.fused and fusable(head):
             return linear_cross_entropy(hidden, head.weight, loss_labels, head.bias, masked=masked,
@@ -102,13 +106,15 @@ class CausalLMLoss(torch.nn.Module):
         return F.cross_entropy(head(hidden).float(), loss_labels, reduction="sum", ignore_index=IGNORE)
 
 
-def label_hidden(lm: torch.nn.Module, input_ids, loss_index, position_ids=None, attention_mask=None):
+def label_hidden(lm: torch.nn.Module, input_ids, loss_index, position_ids=None, attention_mask=None, flat=None):
     """The model's last hidden states at the positions that have a label ([N, hidden]): what the LM
-    head and the loss read (CausalLMLoss; bench/loss_before.py's per-token losses)."""
+    head and the loss read (CausalLMLoss; bench/loss_before.py's per-token losses). `flat`:
+    (cu_seqlens, max_len) of the flat layout, whose attention is ft_train.flat's."""
     base = getattr(lm, lm.base_model_prefix)
-    with rows_not_packed(position_ids is None):
+    extra = {} if flat is None else {"ft_cu_seqlens": flat[0], "ft_max_len": flat[1]}
+    with rows_not_packed(position_ids is None), attention_for(lm.config, flat is not None):
         hidden = base(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask,
-                      use_cache=False).last_hidden_state
+                      use_cache=False, **extra).last_hidden_state
     return hidden.flatten(0, 1).index_select(0, loss_index)
 
 
@@ -203,10 +209,11 @@ class MicroStep(NamedTuple):
     stepped: bool  # an optimizer step ended this micro-step
 
 
-def train_step(engine: Engine, batch: list, real: bool, cfg: TrainConfig, pad_id: int) -> MicroStep:
+def train_step(engine: Engine, batch: list, real: bool, cfg: TrainConfig, pad_id: int, flat=None) -> MicroStep:
     """One micro-step on one batch (real=False: a fill-in copy, no loss); the optimizer
-    steps every cfg.grad_accum of them. Replayed from a CUDA graph where the engine has them."""
-    x = collate(batch, cfg.layout, cfg.ctx_len, pad_id, real, cfg.pad_multiple)
+    steps every cfg.grad_accum of them. Replayed from a CUDA graph where the engine has them.
+    `flat`: the run's FlatShape (the flat layout)."""
+    x = collate(batch, cfg.layout, cfg.ctx_len, pad_id, real, cfg.pad_multiple, flat)
     n = len(x["loss_labels"])
     if engine.graphs is not None:
         loss_sum = engine.graphs.forward_backward(x)
@@ -220,14 +227,14 @@ def train_step(engine: Engine, batch: list, real: bool, cfg: TrainConfig, pad_id
 
 
 @torch.no_grad()
-def evaluate(engine: Engine, batches: list, cfg: TrainConfig, pad_id: int) -> dict:
+def evaluate(engine: Engine, batches: list, cfg: TrainConfig, pad_id: int, flat=None) -> dict:
     """{"val_loss": mean NLL per loss token, "val_ppl": its exp}: a true token-weighted
     perplexity over every rank's share (`batches`, from data.shard)."""
     engine.train(False)
     total = torch.zeros((), device=engine.device, dtype=torch.float64)
     count = torch.zeros((), device=engine.device, dtype=torch.float64)
     for batch, real in batches:
-        x = to_device(collate(batch, cfg.layout, cfg.ctx_len, pad_id, real, cfg.pad_multiple), engine.device)
+        x = to_device(collate(batch, cfg.layout, cfg.ctx_len, pad_id, real, cfg.pad_multiple, flat), engine.device)
         with engine.autocast():
             total += engine.forward_model(**x)
         count += len(x["loss_labels"])
@@ -298,15 +305,16 @@ class Worker:
             self.model.gradient_checkpointing_enable()
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
-        self.engine = make_engine(CausalLMLoss(self.model, cfg.fused_loss), cfg, plan.zero, self.device, self.world,
-                                  plan.total_steps)
+        loss_model = CausalLMLoss(self.model, cfg.fused_loss)
+        loss_model.flat_max_len = plan.flat.max_len if plan.flat else None
+        self.engine = make_engine(loss_model, cfg, plan.zero, self.device, self.world, plan.total_steps)
         if cfg.compile == "on" and not self.engine.compiled_blocks and self.rank == 0:  # on: ZeRO-0 (compile_choice)
             print("ft-train: --compile found no transformer blocks in this model; training eagerly",
                   file=sys.stderr, flush=True)
         if cfg.cuda_graphs == "on":  # resolved by the driver (driver.graphs_choice)
             from ft_train.step_graphs import shape_table
 
-            self.engine.use_graphs(shape_table(plan.train_batches, cfg.ctx_len, cfg.pad_multiple), self.pad_id,
+            self.engine.use_graphs(shape_table(plan.train_batches, cfg.ctx_len, cfg.pad_multiple, plan.flat), self.pad_id,
                                    log=lambda line: print(line, file=sys.stderr, flush=True))
         # Where the training steps are graphed, so are --select-by accuracy's decode steps (one for the
         # run: after a failed capture every later epoch decodes eagerly, said once).
@@ -363,7 +371,8 @@ class Worker:
         check_finite(train_loss, p.step, epoch)  # the steps after the last log line: before any checkpoint
         t1 = time.time()
         row = {"epoch": epoch + 1, "step": p.step, "train_loss": train_loss, "train_s": t1 - t0,
-               **evaluate(self.engine, shard(self.plan.valid_batches, self.rank, self.world), cfg, self.pad_id)}
+               **evaluate(self.engine, shard(self.plan.valid_batches, self.rank, self.world), cfg, self.pad_id,
+                           self.plan.flat)}
         if checker is not None and epoch + 1 in accuracy_epochs(cfg.epochs):
             row.update(self.accuracy(checker))
         row.update({"eval_s": time.time() - t1, "time": time.time()})
@@ -393,7 +402,7 @@ class Worker:
         batches before any update (every rank the same count: its share, from data.shard), written
         to metrics.jsonl as step 0."""
         batches = shard(self.plan.train_batches[0], self.rank, self.world)[:recipe.PROBE_BATCHES]
-        loss = evaluate(self.engine, batches, self.cfg, self.pad_id)["val_loss"]
+        loss = evaluate(self.engine, batches, self.cfg, self.pad_id, self.plan.flat)["val_loss"]
         lr = recipe.loss_rule_lr(self.plan.recipe["params"], loss)
         self.metrics.write({"step": 0, "loss_before": loss, "lr_chosen": lr, "time": time.time()})
         self.plan = replace(self.plan, recipe={**self.plan.recipe, "loss_before": loss})
@@ -440,7 +449,7 @@ class Worker:
                 continue
             self.marks.setdefault("first_step", time.time())
             seen_tokens += real_tokens(batch, real)
-            micro = train_step(self.engine, batch, real, cfg, self.pad_id)
+            micro = train_step(self.engine, batch, real, cfg, self.pad_id, plan.flat)
             run_loss += micro.loss_sum
             run_tokens += micro.tokens
             if not micro.stepped:
