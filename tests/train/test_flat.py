@@ -162,6 +162,8 @@ def test_a_flat_run_on_the_cpu(tmp_path, tiny_model, viggo_files):
     assert "flat batches (no padding)" in out.stderr
     manifest = json.loads((tmp_path / "run" / "ft-train.json").read_text())
     assert manifest["resolved"]["layout"] == "flat"
+    shape = manifest["resolved"]["flat_shape"]
+    assert shape["width"] > 1024 and shape["pieces"] > 1 and shape["max_len"] >= 64
     assert ATTENTION not in json.dumps(json.loads((tmp_path / "run" / "checkpoints" / "epoch-1" / "config.json").read_text()))
 
 

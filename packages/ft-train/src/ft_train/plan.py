@@ -76,6 +76,7 @@ class Plan:
                 "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps,
                 "select_by": self.cfg.select_by, "cuda_graphs": self.cfg.cuda_graphs, "compile": self.cfg.compile,
                 "layout": self.cfg.layout,
+                **({"flat_shape": vars(self.flat)} if self.flat else {}),
                 "recipe": self.recipe}
 
 
