@@ -1,4 +1,4 @@
-"""Distinct batch shapes of ft-train's plan, and its padding, per --pad-multiple.
+"""Distinct batch shapes of ft-train's plan, and its padding, per --pad-multiple (or --layout flat's one).
 
 Each new (rows, width) a GPU sees costs first-time work; fewer shapes cost padding. The plan is
 the one ft-train builds for a GPU (`--device cuda --dry-run`: no GPU needed, nothing trained).
@@ -21,19 +21,20 @@ def shapes(plan) -> dict:
 
     cfg, first, every, real, padded, graphed = plan.cfg, set(), set(), 0, 0, 0
     # with CUDA graphs on, every batch is padded to its width's graph shape (ft_train.step_graphs)
-    table = shape_table(plan.train_batches, cfg.ctx_len, cfg.pad_multiple) if cfg.cuda_graphs == "on" else {}
+    table = shape_table(plan.train_batches, cfg.ctx_len, cfg.pad_multiple, plan.flat) if cfg.cuda_graphs == "on" else {}
     for epoch, batches in enumerate(plan.train_batches):
         for batch in batches:
-            width = batch_width(batch, cfg.layout, cfg.ctx_len, cfg.pad_multiple)
-            shape = (len(batch), width)
+            # the flat layout: one row of the run's width (ft_train.flat.FlatShape), whatever the batch holds
+            width = plan.flat.width if plan.flat else batch_width(batch, cfg.layout, cfg.ctx_len, cfg.pad_multiple)
+            shape = (1 if plan.flat else len(batch), width)
             every.add(shape)
             if epoch == 0:
                 first.add(shape)
             real += sum(len(r["ids"]) for seq in batch for r in seq)
-            padded += len(batch) * width
+            padded += shape[0] * width
             if table:
                 graphed += table[width].rows * width
-    out = {"pad_multiple": cfg.pad_multiple, "batch_tokens": cfg.batch_tokens, "epochs": cfg.epochs,
+    out = {"layout": cfg.layout, "pad_multiple": cfg.pad_multiple, "batch_tokens": cfg.batch_tokens, "epochs": cfg.epochs,
            "first_epoch_shapes": len(first), "all_epochs_shapes": len(every),
            "padding_share": round(padded / real - 1, 4)}
     if table:
@@ -47,6 +48,7 @@ def main() -> None:
     ap.add_argument("--train", required=True)
     ap.add_argument("--valid")
     ap.add_argument("--multiples", default="1,8,16,32")
+    ap.add_argument("--layout", default="group", help="ft-train's --layout (auto: flat for this GPU plan)")
     ap.add_argument("--cuda-graphs", default="off", choices=("on", "off"),
                     help="on: also the graph shapes (one per width) and their padding")
     a = ap.parse_args()
@@ -55,7 +57,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as out:
         base = TrainConfig(model=a.model, train=a.train, valid=a.valid, out_dir=out, device="cuda", dry_run=True,
-                           quiet=True, cuda_graphs=a.cuda_graphs)
+                           quiet=True, cuda_graphs=a.cuda_graphs, layout=a.layout)
         for m in a.multiples.split(","):
             print(json.dumps(shapes(prepare(replace(base, pad_multiple=int(m))).plan)))
 
