@@ -12,7 +12,7 @@ import torch
 from ft_train.config import TrainConfig
 from ft_train.data import IGNORE, collate, make_batches
 from ft_train.driver import graphs_choice, layout_choice
-from ft_train.flat import ATTENTION, FlatShape, boundaries, flat_attention, flat_shape
+from ft_train.flat import FlatShape, boundaries, flat_attention, flat_shape
 from ft_train.step_graphs import pad_to_shape, shape_table
 from train_support import ft_train
 
@@ -116,10 +116,56 @@ def test_flat_loss_and_gradients_match_the_group_layout(tiny_model):
 
     loss_flat, g_flat = grads(flat_batches, "flat", flat=shape)
     loss_group, g_group = grads(make_batches(data, "group", None, 10_000, 512, seed=0), "group")
-    assert lm.config._attn_implementation == "sdpa"
+    assert lm.config._attn_implementation == "sdpa"  # never switched
     assert torch.allclose(loss_flat, loss_group, rtol=1e-5)
     # fp32 sums in another order: each gradient within 1e-5 of its largest element (measured: < 1e-6)
     assert all(float((a - b).abs().max()) <= 1e-5 * float(b.abs().max()) for a, b in zip(g_flat, g_group, strict=True))
+
+
+def test_gradient_checkpointing_recomputes_the_flat_attention(tiny_model):
+    """A layer recomputed in the backward takes the flat path again (the keywords travel with it;
+    a config switched only around the forward would recompute with SDPA and fail the check)."""
+    import transformers
+    from ft_train.worker import CausalLMLoss
+
+    data = rows(16, seed=6, hi=50)
+    batches = make_batches(data, "flat", None, 300, 512, seed=0)
+    shape = flat_shape(batches)
+    grads = []
+    for checkpointing in (False, True):
+        lm = transformers.AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation="sdpa")
+        if checkpointing:
+            lm.gradient_checkpointing_enable()
+        lm.train()
+        model = CausalLMLoss(lm, fused=True)
+        model.flat_max_len = shape.max_len
+        sum(model(**collate(b, "flat", 512, 0, flat=shape)) for b in batches).backward()
+        grads.append([p.grad for p in lm.parameters()])
+    assert all(float((a - b).abs().max()) <= 1e-5 * float(b.abs().max()) for a, b in zip(*grads, strict=True))
+
+
+def test_generation_keeps_sdpa(tiny_model):
+    """With the flat path registered, a forward without boundaries (generation, left-padded with a
+    mask) gives what transformers' own SDPA gives."""
+    import transformers
+    from ft_train.flat import register
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    lm = transformers.AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation="sdpa").eval()
+    ids = torch.tensor([[0, 0, 5, 6, 7], [3, 4, 5, 6, 7]])
+    mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    register()
+    ours = AttentionInterface._global_mapping["sdpa"]
+    assert ours is not sdpa_attention_forward
+    with torch.no_grad():
+        after = lm(input_ids=ids, attention_mask=mask).logits
+        AttentionInterface.register("sdpa", sdpa_attention_forward)  # transformers' own, for the reference
+        try:
+            before = lm(input_ids=ids, attention_mask=mask).logits
+        finally:
+            AttentionInterface.register("sdpa", ours)
+    assert torch.equal(before, after)
 
 
 def test_graph_shape_is_one_row_and_keeps_the_boundaries():
@@ -164,7 +210,8 @@ def test_a_flat_run_on_the_cpu(tmp_path, tiny_model, viggo_files):
     assert manifest["resolved"]["layout"] == "flat"
     shape = manifest["resolved"]["flat_shape"]
     assert shape["width"] > 1024 and shape["pieces"] > 1 and shape["max_len"] >= 64
-    assert ATTENTION not in json.dumps(json.loads((tmp_path / "run" / "checkpoints" / "epoch-1" / "config.json").read_text()))
+    saved = json.loads((tmp_path / "run" / "checkpoints" / "epoch-1" / "config.json").read_text())
+    assert saved.get("attn_implementation", "sdpa") == "sdpa" and "ft_" not in json.dumps(saved)
 
 
 def test_flat_shape_of_one_long_record():

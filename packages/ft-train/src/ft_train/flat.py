@@ -12,22 +12,24 @@ most `max_len` tokens that attend only to themselves (no labels: they add nothin
 as many as make the boundary count the run's; `max_len`, the longest record, bounds every piece,
 which is what the kernel's grid is sized by. A batch with fewer records has more, shorter pieces.
 
-Attention goes through transformers' AttentionInterface under our own name (ATTENTION), set only
-for the forwards that carry boundaries (`attention_for`): generation and any other forward of the
-same model keep SDPA. transformers builds no mask for an implementation it has no mask function
-for. On a CUDA device in bf16/fp16 the kernel is torch's flash attention (aten's varlen
-`_flash_attention_forward`, with its autograd and inductor fallbacks); elsewhere (the CPU, fp32)
-SDPA with the block-diagonal causal mask the boundaries give, the same arithmetic.
+Attention goes through transformers' AttentionInterface: `register` puts a wrapper in the place
+of its "sdpa" entry (the implementation ft-train loads every model with) that takes the flat path
+when a forward carries boundaries (the `ft_cu_seqlens` keyword, which transformers hands through
+each layer to its attention call) and calls the original SDPA function otherwise, so generation
+and every other forward are as before. The model's config is never changed: a layer recomputed by
+gradient checkpointing in the backward sees the same keywords and takes the same path. On a CUDA
+device in bf16/fp16 the kernel is torch's flash attention (aten's varlen `_flash_attention_forward`,
+with its autograd and inductor fallbacks); elsewhere (the CPU, fp32) SDPA with the block-diagonal
+causal mask the boundaries give, the same arithmetic.
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 from dataclasses import dataclass
 
 from ft_train.data import IGNORE
 
-ATTENTION = "ft_flat"  # our name in transformers' AttentionInterface
 MIN_PIECE = 64  # max_len's floor: a piece bound this small would need as many pieces as tokens
 
 
@@ -134,23 +136,16 @@ def _masked_attention(q, k, v, cu_seqlens, scaling, sliding_window):
     return out.transpose(0, 1)
 
 
+@functools.cache  # once per process
 def register() -> None:
-    """Our attention under ATTENTION in transformers' registry (once per process; idempotent)."""
+    """The flat path in front of transformers' "sdpa" attention function (module doc)."""
     from transformers import AttentionInterface
 
-    AttentionInterface.register(ATTENTION, flat_attention)
+    sdpa = AttentionInterface._global_mapping["sdpa"]
 
+    def sdpa_or_flat(module, query, key, value, attention_mask, *args, **kwargs):
+        if kwargs.get("ft_cu_seqlens") is None:
+            return sdpa(module, query, key, value, attention_mask, *args, **kwargs)
+        return flat_attention(module, query, key, value, attention_mask, *args, **kwargs)
 
-@contextlib.contextmanager
-def attention_for(config, active: bool):
-    """While `active`, the model's attention is ours (the forward carries boundaries)."""
-    if not active:
-        yield
-        return
-    register()
-    before = config._attn_implementation
-    config._attn_implementation = ATTENTION
-    try:
-        yield
-    finally:
-        config._attn_implementation = before
+    AttentionInterface.register("sdpa", sdpa_or_flat)

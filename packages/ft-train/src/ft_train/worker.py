@@ -42,7 +42,7 @@ from ft_train.config import TrainConfig
 from ft_train.data import IGNORE, collate, real_tokens, shard
 from ft_train.dist import all_sum
 from ft_train.engine import Engine, make_engine
-from ft_train.flat import attention_for
+from ft_train.flat import register as register_flat_attention
 from ft_train.fused_loss import linear_cross_entropy
 from ft_train.plan import Plan
 from ft_train.tokens import resize_embeddings
@@ -111,8 +111,12 @@ def label_hidden(lm: torch.nn.Module, input_ids, loss_index, position_ids=None, 
     head and the loss read (CausalLMLoss; bench/loss_before.py's per-token losses). `flat`:
     (cu_seqlens, max_len) of the flat layout, whose attention is ft_train.flat's."""
     base = getattr(lm, lm.base_model_prefix)
-    extra = {} if flat is None else {"ft_cu_seqlens": flat[0], "ft_max_len": flat[1]}
-    with rows_not_packed(position_ids is None), attention_for(lm.config, flat is not None):
+    extra = {}
+    if flat is not None:  # the flat layout: its records' boundaries, for ft_train.flat's attention
+        register_flat_attention()
+        extra = {"ft_cu_seqlens": flat[0], "ft_max_len": flat[1]}
+    # rows_not_packed: flat rows are packed, but their attention needs no mask (nor transformers' search for one)
+    with rows_not_packed(position_ids is None or flat is not None):
         hidden = base(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask,
                       use_cache=False, **extra).last_hidden_state
     return hidden.flatten(0, 1).index_select(0, loss_index)
