@@ -35,10 +35,13 @@ def run(plan, batches: list, graphs: bool, skip: int, cudnn_attention: bool = Fa
                                                               attn_implementation="sdpa")
     resize_embeddings(model, len(tokenizer))
     device = torch.device("cuda", 0)
-    engine = make_engine(CausalLMLoss(model, cfg.fused_loss), cfg, plan.zero, device, 1, len(batches))
+    loss_model = CausalLMLoss(model, cfg.fused_loss)
+    loss_model.flat_max_len = plan.flat.max_len if plan.flat else None  # the flat layout (ft_train.flat)
+    engine = make_engine(loss_model, cfg, plan.zero, device, 1, len(batches))
     torch.backends.cuda.enable_cudnn_sdp(cudnn_attention)  # make_engine turns it off (engine.avoid_cudnn_attention)
     if graphs:
-        engine.use_graphs(shape_table(plan.train_batches, cfg.ctx_len, cfg.pad_multiple), tokenizer.pad_token_id or 0,
+        engine.use_graphs(shape_table(plan.train_batches, cfg.ctx_len, cfg.pad_multiple, plan.flat),
+                          tokenizer.pad_token_id or 0,
                           log=print)
     engine.train()
     losses, t_start, tokens = [], None, 0
@@ -48,7 +51,7 @@ def run(plan, batches: list, graphs: bool, skip: int, cudnn_attention: bool = Fa
         if i == skip:
             torch.cuda.synchronize()
             t_start = time.perf_counter()
-        micro = train_step(engine, batch, True, cfg, tokenizer.pad_token_id or 0)
+        micro = train_step(engine, batch, True, cfg, tokenizer.pad_token_id or 0, plan.flat)
         losses.append(micro.loss_sum / max(micro.tokens, 1))
         if i >= skip:
             tokens += sum(len(r["ids"]) for seq in batch for r in seq)

@@ -29,12 +29,14 @@ import time
 from pathlib import Path
 
 
-def token_nll(model, x: dict):
-    """Each loss position's NLL (fp32), as ft_train.worker.CausalLMLoss sums them (unfused)."""
+def token_nll(model, x: dict, max_len: int | None = None):
+    """Each loss position's NLL (fp32), as ft_train.worker.CausalLMLoss sums them (unfused).
+    `max_len`: the flat layout's longest sequence (its batches carry cu_seqlens)."""
     import torch
     from ft_train.worker import label_hidden
 
-    hidden = label_hidden(model, x["input_ids"], x["loss_index"], x.get("position_ids"), x.get("attention_mask"))
+    flat = (x["cu_seqlens"], max_len) if "cu_seqlens" in x else None
+    hidden = label_hidden(model, x["input_ids"], x["loss_index"], x.get("position_ids"), x.get("attention_mask"), flat)
     logits = model.get_output_embeddings()(hidden).float()
     return torch.nn.functional.cross_entropy(logits, x["loss_labels"], reduction="none")
 
@@ -99,8 +101,8 @@ def main() -> None:
     per_batch = []
     with torch.no_grad():
         for batch in plan.train_batches[0][:args.batches]:
-            x = collate(batch, plan.cfg.layout, plan.cfg.ctx_len, pad_id, True, plan.cfg.pad_multiple)
-            nll = token_nll(model, x)
+            x = collate(batch, plan.cfg.layout, plan.cfg.ctx_len, pad_id, True, plan.cfg.pad_multiple, plan.flat)
+            nll = token_nll(model, x, plan.flat.max_len if plan.flat else None)
             task = ~torch.isin(x["loss_labels"], special)
             total, tokens = total + float(nll.sum()), tokens + len(nll)
             task_total, task_tokens = task_total + float(nll[task].sum()), task_tokens + int(task.sum())

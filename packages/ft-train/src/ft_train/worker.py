@@ -125,8 +125,9 @@ def label_hidden(lm: torch.nn.Module, input_ids, loss_index, position_ids=None, 
 @contextlib.contextmanager
 def rows_not_packed(active: bool):
     """While `active`, transformers treats the batch as what it is: one record per row, right-padded,
-    plainly causal. Only the pack layout passes position ids (that restart at each record); the
-    other layouts' rows hold one record each, so two of transformers' questions have known answers:
+    plainly causal; or, for the flat layout, records whose attention ft_train.flat keeps apart by
+    their boundaries, so no mask is wanted either. The pack layout passes position ids that restart
+    at each record and needs transformers' mask; the others have two questions' answers known:
 
     - Packed sequences: none. Without a mask or a cache transformers looks for them every forward
       (masking_utils.find_packed_sequence_indices), and its test of the result reads a device
