@@ -218,3 +218,14 @@ def test_flat_shape_of_one_long_record():
     shape = flat_shape([[[{"ids": [1] * 300, "labels": [IGNORE] * 300}]]])
     assert shape == FlatShape(width=shape.width, pieces=shape.pieces, max_len=300)
     assert boundaries([300], shape)[1] == 300
+
+
+def test_a_flat_run_under_zero3_on_two_workers(tmp_path, tiny_model, viggo_files):
+    """DeepSpeed ZeRO-3 on two Ray workers: each rank's share of the flat batches, one shape for all."""
+    out = ft_train(["-m", tiny_model, "--train", viggo_files["train"], "--valid", viggo_files["valid"],
+                    "-o", tmp_path / "run", "--layout", "flat", "--epochs", "1", "--batch-tokens", "2048",
+                    "--zero", "3", "--workers", "2", "--select-by", "ppl"], tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "DeepSpeed ZeRO-3" in out.stderr and "flat batches (no padding)" in out.stderr
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert any("val_ppl" in r and r["val_ppl"] < 1e4 for r in rows)
