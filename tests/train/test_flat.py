@@ -229,3 +229,17 @@ def test_a_flat_run_under_zero3_on_two_workers(tmp_path, tiny_model, viggo_files
     assert "DeepSpeed ZeRO-3" in out.stderr and "flat batches (no padding)" in out.stderr
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert any("val_ppl" in r and r["val_ppl"] < 1e4 for r in rows)
+
+
+def test_a_model_whose_attention_ignores_the_boundaries_is_refused(tiny_model):
+    """transformers' eager attention does not pass through ft's flat path: records would see each
+    other, so the check before training refuses the model; SDPA's passes."""
+    import transformers
+    from ft_common.errors import UsageError
+    from ft_train.worker import check_records_apart
+
+    check_records_apart(transformers.AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation="sdpa"))
+    eager = transformers.AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation="eager").train()
+    with pytest.raises(UsageError, match="does not keep records apart.*--layout group"):
+        check_records_apart(eager)
+    assert eager.training  # left as it was

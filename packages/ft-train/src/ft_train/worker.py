@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from ft_common.atomic import atomic_write
 from ft_common.decode_graphs import GraphedDecodeStep
+from ft_common.errors import UsageError
 from ft_common.jsonl import read_records
 from ft_common.lean_imports import hide_unused
 
@@ -120,6 +121,37 @@ def label_hidden(lm: torch.nn.Module, input_ids, loss_index, position_ids=None, 
         hidden = base(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask,
                       use_cache=False, **extra).last_hidden_state
     return hidden.flatten(0, 1).index_select(0, loss_index)
+
+
+def check_records_apart(lm: torch.nn.Module) -> None:
+    """The flat layout's promise, checked on this model before training: a record's hidden states
+    do not depend on the record before it in the row. A model whose attention ignores the
+    boundaries (attention code of its own that does not go through transformers' interface) would
+    otherwise train on records that see each other, silently. Two forwards of a few tokens through
+    the first block (one block's attention shows it), in the model's own (CPU, fp32) state, before
+    any engine or compile touches it."""
+    base = getattr(lm, lm.base_model_prefix)
+    layers = getattr(base, "layers", None)
+    vocab = lm.get_input_embeddings().num_embeddings
+    ids = torch.randint(0, vocab, (11,), generator=torch.Generator().manual_seed(0))
+    positions = torch.cat([torch.arange(6), torch.arange(5)])[None]
+    boundaries = torch.tensor([0, 6, 11], dtype=torch.int32)
+    second = torch.arange(6, 11)
+    training = lm.training
+    lm.eval()
+    if isinstance(layers, torch.nn.ModuleList) and len(layers) > 1:
+        base.layers = layers[:1]
+    try:
+        with torch.no_grad():
+            together = label_hidden(lm, ids[None], second, positions, None, (boundaries, 6))
+            alone = label_hidden(lm, ids[None, 6:], torch.arange(5))
+    finally:
+        if layers is not None:
+            base.layers = layers
+        lm.train(training)
+    if not torch.allclose(together, alone, rtol=1e-3, atol=1e-4):
+        raise UsageError(f"--layout flat: {type(lm).__name__}'s attention does not keep records apart (its attention "
+                         "code does not go through transformers' AttentionInterface); use --layout group")
 
 
 @contextlib.contextmanager
@@ -305,6 +337,8 @@ class Worker:
         self.model = transformers.AutoModelForCausalLM.from_pretrained(
             cfg.model_path, dtype=torch.float32, attn_implementation="sdpa")
         resize_embeddings(self.model, len(tokenizer))
+        if plan.flat:
+            check_records_apart(self.model)
         self.model.config.use_cache = False
         if cfg.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
