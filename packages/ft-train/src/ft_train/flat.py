@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from ft_train.data import IGNORE
 
-MIN_PIECE = 64  # max_len's floor: a piece bound this small would need as many pieces as tokens
+MIN_PIECE = 64  # max_len's floor: with very short records the tail would otherwise need a piece every few tokens
 
 
 @dataclass(frozen=True)
