@@ -35,9 +35,7 @@ def run(plan, batches: list, graphs: bool, skip: int, cudnn_attention: bool = Fa
                                                               attn_implementation="sdpa")
     resize_embeddings(model, len(tokenizer))
     device = torch.device("cuda", 0)
-    loss_model = CausalLMLoss(model, cfg.fused_loss)
-    loss_model.flat_max_len = plan.flat.max_len if plan.flat else None  # the flat layout (ft_train.flat)
-    engine = make_engine(loss_model, cfg, plan.zero, device, 1, len(batches))
+    engine = make_engine(CausalLMLoss(model, cfg.fused_loss, plan.flat), cfg, plan.zero, device, 1, len(batches))
     torch.backends.cuda.enable_cudnn_sdp(cudnn_attention)  # make_engine turns it off (engine.avoid_cudnn_attention)
     if graphs:
         engine.use_graphs(shape_table(plan.train_batches, cfg.ctx_len, cfg.pad_multiple, plan.flat),

@@ -143,12 +143,10 @@ def _train_variant(name, model_dir, rows, tok, layout, batch_size, batch_tokens,
     cfg = TrainConfig(lr=2e-4, warmup=0.03, batch_size=batch_size, batch_tokens=batch_tokens, layout=layout,
                       compile="on" if compile_ else "off", pad_multiple=multiple)  # warmup: unset (None) means the recipe chooses, which this bench skips
     # autocast: the previous bf16 path, fp32 weights under autocast instead of FlatMaster
-    loss_model = CausalLMLoss(model)
     warm = make_batches(rows, layout, batch_size, batch_tokens, cfg.ctx_len, seed=0, multiple=multiple)
     timed = make_batches(rows, layout, batch_size, batch_tokens, cfg.ctx_len, seed=1, multiple=multiple)[:max_steps]
     flat = flat_shape(warm + timed) if layout == "flat" else None  # as the driver makes it for a run
-    loss_model.flat_max_len = flat.max_len if flat else None
-    engine = PlainEngine(loss_model, cfg, device, 1, total_steps=1000, bf16=DEVICE == "cuda", flat_master=not autocast)
+    engine = PlainEngine(CausalLMLoss(model, flat=flat), cfg, device, 1, total_steps=1000, bf16=DEVICE == "cuda", flat_master=not autocast)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     if graphs:
         engine.use_graphs(shape_table([warm, timed], cfg.ctx_len, multiple, flat), pad_id, log)

@@ -102,11 +102,10 @@ def test_flat_loss_and_gradients_match_the_group_layout(tiny_model):
     from ft_train.worker import CausalLMLoss
 
     lm = transformers.AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation="sdpa")
-    model = CausalLMLoss(lm, fused=True)
     data = rows(24, seed=4, hi=60)
     flat_batches = make_batches(data, "flat", None, 400, 512, seed=0)
     shape = flat_shape(flat_batches)
-    model.flat_max_len = shape.max_len
+    model = CausalLMLoss(lm, fused=True, flat=shape)
 
     def grads(batches, layout, **kw):
         lm.zero_grad()
@@ -137,8 +136,7 @@ def test_gradient_checkpointing_recomputes_the_flat_attention(tiny_model):
         if checkpointing:
             lm.gradient_checkpointing_enable()
         lm.train()
-        model = CausalLMLoss(lm, fused=True)
-        model.flat_max_len = shape.max_len
+        model = CausalLMLoss(lm, fused=True, flat=shape)
         sum(model(**collate(b, "flat", 512, 0, flat=shape)) for b in batches).backward()
         grads.append([p.grad for p in lm.parameters()])
     assert all(float((a - b).abs().max()) <= 1e-5 * float(b.abs().max()) for a, b in zip(*grads, strict=True))

@@ -44,6 +44,7 @@ from ft_common.records import record_id
 from ft_train.config import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS
 
 IGNORE = -100
+BATCH_LAYOUTS = ("flat", "group", "pack", "pad")  # config.LAYOUTS less auto, which the driver resolves
 
 
 @dataclass
@@ -162,7 +163,7 @@ def make_batches(rows: list[dict], layout: str, batch_size: int | None, batch_to
     """The batches of one epoch, in a seeded order: a batch is a list of sequences,
     a sequence a list of records (several when packed, one otherwise). `multiple` (--pad-multiple):
     the group layout's widths rounded up to it."""
-    if layout not in ("flat", "group", "pack", "pad"):  # auto is the driver's to resolve first
+    if layout not in BATCH_LAYOUTS:  # auto is the driver's to resolve first
         raise ValueError(f"no batches for layout {layout!r}")
     rng = random.Random(seed)
     if layout == "group":
@@ -270,7 +271,7 @@ def collate(batch: list[list[dict]], layout: str, ctx_len: int, pad_id: int, rea
     """
     import torch
 
-    if layout not in ("flat", "group", "pack", "pad"):
+    if layout not in BATCH_LAYOUTS:
         raise ValueError(f"no batch for layout {layout!r}")
     if layout == "flat":
         from ft_train.flat import collate_flat

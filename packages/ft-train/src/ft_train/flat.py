@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from ft_train.data import IGNORE
+from ft_train.data import IGNORE, round_up
 
 MIN_PIECE = 64  # max_len's floor: with very short records the tail would otherwise need a piece every few tokens
 
@@ -47,7 +47,7 @@ def flat_shape(batches, multiple: int = 8) -> FlatShape:
     longest = max((len(seq[0]["ids"]) for b in batches for seq in b), default=1)
     max_len = max(longest, MIN_PIECE)
     n_max = max((n for n, _ in sizes), default=0)
-    width = -(-(max((u for _, u in sizes), default=0) + 1) // multiple) * multiple
+    width = round_up(max((u for _, u in sizes), default=0) + 1, multiple)
     while True:  # each pass adds `multiple` tokens of tail and at most one piece: it ends
         pieces = n_max + -(-width // max_len)
         if all(pieces - n <= width - u for n, u in sizes):

@@ -41,12 +41,14 @@ import torch
 from ft_common.decode_graphs import CudaGraphs, failure_reason
 
 from ft_train.compile import no_compiling
-from ft_train.data import IGNORE, batch_width
+from ft_train.data import IGNORE, batch_width, round_up
 from ft_train.fused_loss import ROW_MULTIPLE
 
 # ViGGO's 10 epochs at SmolLM2's 6,144-token recipe batches (bench/batch_shapes.py --cuda-graphs on):
 # 9 graphs and 15% padding at 16; 5 and 27% at 32; 3 and 43% at 64
 WIDTH_MULTIPLE = 16
+# the flat layout's inputs beside the ids and the loss's (ft_train.flat.collate_flat), already at the run's shape
+FLAT_INPUTS = ("position_ids", "cu_seqlens")
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ def shape_table(epochs: list[list], ctx_len: int, multiple: int, flat=None) -> d
             old = table.get(width, Shape(0, 0))
             table[width] = Shape(1 if flat else max(old.rows, len(batch)), max(old.positions, positions))
     # loss positions in whole multiples of the loss's chunk rows, whose matmuls run faster aligned
-    return {w: Shape(s.rows, -(-s.positions // ROW_MULTIPLE) * ROW_MULTIPLE) for w, s in table.items()}
+    return {w: Shape(s.rows, round_up(s.positions, ROW_MULTIPLE)) for w, s in table.items()}
 
 
 def pad_to_shape(x: dict, shape: Shape, pad_id: int) -> dict:
@@ -83,7 +85,7 @@ def pad_to_shape(x: dict, shape: Shape, pad_id: int) -> dict:
     The flat layout's position_ids and cu_seqlens come already at the run's shape: kept as they are."""
     ids, index, labels = x["input_ids"], x["loss_index"], x["loss_labels"]
     rows, width = ids.shape
-    kept = {k: v for k, v in x.items() if k in ("position_ids", "cu_seqlens")}
+    kept = {k: v for k, v in x.items() if k in FLAT_INPUTS}
     if rows > shape.rows or len(index) > shape.positions or (kept and rows != shape.rows):
         raise ValueError(f"batch {rows}x{width} with {len(index)} loss positions exceeds its shape {shape}")
     padded_ids = torch.full((shape.rows, width), pad_id, dtype=ids.dtype)
@@ -200,7 +202,7 @@ class StepGraphs:
 
     def _forward_backward(self, inputs: dict) -> torch.Tensor:
         engine = self.engine
-        flat = {k: inputs[k] for k in ("position_ids", "cu_seqlens") if k in inputs}  # the flat layout's
+        flat = {k: inputs[k] for k in FLAT_INPUTS if k in inputs}
         loss_sum = engine.forward_model(input_ids=inputs["input_ids"], loss_index=inputs["loss_index"],
                                         loss_labels=inputs["loss_labels"], masked=True, **flat)
         (loss_sum / inputs["tokens"].clamp(min=1) / engine.cfg.grad_accum).backward()

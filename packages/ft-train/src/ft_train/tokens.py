@@ -16,6 +16,8 @@ from ft_common.errors import InputError
 from ft_common.records import record_id
 from ft_common.tasks import END_A
 
+from ft_train.data import round_up
+
 
 def tokens_from_records(records: list[dict]) -> list[str]:
     """The union of the records' special_tokens, in first-seen order."""
@@ -114,8 +116,7 @@ VOCAB_MULTIPLE = 64
 def embedding_rows(vocab_size: int, rows: int) -> int:
     """The rows the embeddings get for a tokenizer of vocab_size tokens, from `rows` now: enough
     for every token, rounded up to VOCAB_MULTIPLE (never fewer than now)."""
-    need = max(vocab_size, rows)
-    return -(-need // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+    return round_up(max(vocab_size, rows), VOCAB_MULTIPLE)
 
 
 def resize_embeddings(model, vocab_size: int) -> None:

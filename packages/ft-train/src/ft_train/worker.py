@@ -87,12 +87,12 @@ class CausalLMLoss(torch.nn.Module):
     """
 
     compiled_loss = False  # --compile: the fused loss's softmax compiled too (PlainEngine sets it)
-    flat_max_len = None  # the flat layout's longest sequence (ft_train.flat.FlatShape.max_len; the worker sets it)
 
-    def __init__(self, lm: torch.nn.Module, fused: bool = True):
+    def __init__(self, lm: torch.nn.Module, fused: bool = True, flat=None):
         super().__init__()
         self.lm = lm
         self.fused = fused
+        self.flat_max_len = flat.max_len if flat else None  # `flat`: the run's FlatShape (the flat layout)
 
     def forward(self, input_ids, loss_index, loss_labels, position_ids=None, attention_mask=None,
                 masked: bool = False, cu_seqlens=None):
@@ -344,9 +344,8 @@ class Worker:
             self.model.gradient_checkpointing_enable()
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
-        loss_model = CausalLMLoss(self.model, cfg.fused_loss)
-        loss_model.flat_max_len = plan.flat.max_len if plan.flat else None
-        self.engine = make_engine(loss_model, cfg, plan.zero, self.device, self.world, plan.total_steps)
+        self.engine = make_engine(CausalLMLoss(self.model, cfg.fused_loss, plan.flat), cfg, plan.zero, self.device,
+                                  self.world, plan.total_steps)
         if cfg.compile == "on" and not self.engine.compiled_blocks and self.rank == 0:  # on: ZeRO-0 (compile_choice)
             print("ft-train: --compile found no transformer blocks in this model; training eagerly",
                   file=sys.stderr, flush=True)
