@@ -39,12 +39,12 @@ def shapes(plan) -> dict:
            "padding_share": round(padded / real - 1, 4)}
     if table:
         out.update({"graph_shapes": len(table), "graph_padding_share": round(graphed / real - 1, 4)})
-    if plan.flat:  # the flat layout's shape, and the fewest pieces that would fit every batch of the plan
+    if plan.flat:  # the flat layout's shape: records a batch, and the pieces its tail is cut into
         f, batches = plan.flat, [b for e in plan.train_batches for b in e] + plan.valid_batches
-        tails = [(len(b), f.width - sum(len(s[0]["ids"]) for s in b)) for b in batches]
-        out.update({"flat_shape": vars(f), "records_per_batch_mean": round(sum(n for n, _ in tails) / len(tails), 1),
-                    "records_per_batch_max": max(n for n, _ in tails),
-                    "fewest_pieces": max(n + -(-tail // f.max_len) for n, tail in tails)})
+        records = [len(b) for b in batches]
+        out.update({"flat_shape": vars(f), "records_per_batch_mean": round(sum(records) / len(records), 1),
+                    "records_per_batch_max": max(records),
+                    "tail_pieces_mean": round(f.pieces - sum(records) / len(records), 1)})
     return out
 
 

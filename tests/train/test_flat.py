@@ -58,6 +58,30 @@ def test_one_shape_fits_every_batch_and_its_pieces_are_bounded():
         boundaries([shape.width], shape)
 
 
+def test_the_shape_has_the_fewest_pieces_that_fit():
+    """Each spare piece is kernel blocks launched for nothing: pieces is the most any batch needs
+    (its records plus its tail cut into max_len pieces), not a tail as wide as the row."""
+    data = rows(400, seed=4)
+    batches = [b for e in range(3) for b in make_batches(data, "flat", None, 1000, 512, seed=e)]
+    shape = flat_shape(batches)
+    need = [len(b) + -(-(shape.width - sum(len(s[0]["ids"]) for s in b)) // shape.max_len) for b in batches]
+    assert shape.pieces == max(need)
+    assert shape.pieces < max(len(b) for b in batches) + shape.width // shape.max_len
+
+
+def test_many_short_records_widen_the_row_until_each_tail_piece_has_a_token():
+    def record(n):
+        return {"ids": [1] * n, "labels": [IGNORE] * n}
+    long_one, many = [[record(640)]], [[record(1)]] * 70
+    # at width 648 `many` needs 70 + 1 pieces, which leaves `long_one` 70 pieces for a tail of 8
+    shape = flat_shape([long_one, many])
+    assert shape.width > 648 and shape.pieces - 1 <= shape.width - 640
+    for b in (long_one, many):
+        cu = boundaries([len(s[0]["ids"]) for s in b], shape)
+        pieces = [y - x for x, y in zip(cu, cu[1:], strict=False)]
+        assert len(pieces) == shape.pieces and all(1 <= p <= shape.max_len for p in pieces)
+
+
 def test_collate_lays_records_end_to_end_with_their_own_positions():
     data = rows(5, seed=2)
     batch = [[r] for r in data]
