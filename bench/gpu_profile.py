@@ -83,15 +83,19 @@ def tokenizer_with_tokens(model_dir: str, records: list[dict]):
 def train_variant(name: str, model_dir: str, rows: list[dict], tok, layout: str, batch_size, batch_tokens: int,
                   max_steps: int, compile_: bool = False, autocast: bool = False, cudnn: bool = True,
                   profile_to: Path | None = None, graphs: bool = False, pad_vocab: bool = True,
-                  attention: str | None = None) -> dict:
+                  attention: str | None = None, grads_added: bool = False, row_wide_pieces: bool = False) -> dict:
     """One epoch of warm-up (every batch shape seen once, as in a real run's first epoch),
     then the next epoch's batches timed (at most max_steps of them). graphs: replayed from
     ft-train's step graphs (ft_train.step_graphs, --cuda-graphs), widths cut at its multiple.
     attention (with compile): "math" (SDPA's math backend, which inductor fuses) or "repeat_kv"
-    (the key and value heads repeated before SDPA instead of flash attention's own GQA)."""
+    (the key and value heads repeated before SDPA instead of flash attention's own GQA).
+    grads_added: the backward adds into FlatMaster's zeroed gradient buffer (ft-train before
+    2026-12-06's eighth session) instead of its gradients being copied in. row_wide_pieces: the
+    flat shape's pieces sized for a tail as wide as the row (ft-train before the same session)."""
     with attention_mode(attention):
         return _train_variant(name, model_dir, rows, tok, layout, batch_size, batch_tokens, max_steps, compile_,
-                              autocast, cudnn, profile_to, graphs, pad_vocab, attention)
+                              autocast, cudnn, profile_to, graphs, pad_vocab, attention, grads_added,
+                              row_wide_pieces)
 
 
 @contextlib.contextmanager
@@ -121,8 +125,21 @@ def attention_mode(mode: str | None):
         raise ValueError(f"attention mode {mode!r}")
 
 
+def row_wide_shape(batches, multiple: int = 8):
+    """The flat shape as ft-train sized it before (pieces for a tail as wide as the row), for comparison."""
+    from ft_train.data import round_up
+    from ft_train.flat import MIN_PIECE, FlatShape
+
+    sizes = [(len(b), sum(len(seq[0]["ids"]) for seq in b)) for b in batches]
+    max_len = max(MIN_PIECE, max(len(seq[0]["ids"]) for b in batches for seq in b))
+    n_max, width = max(n for n, _ in sizes), round_up(max(u for _, u in sizes) + 1, multiple)
+    while not all(n_max + -(-width // max_len) - n <= width - u for n, u in sizes):
+        width += multiple
+    return FlatShape(width, n_max + -(-width // max_len), max_len)
+
+
 def _train_variant(name, model_dir, rows, tok, layout, batch_size, batch_tokens, max_steps, compile_, autocast,
-                   cudnn, profile_to, graphs, pad_vocab, attention) -> dict:
+                   cudnn, profile_to, graphs, pad_vocab, attention, grads_added, row_wide_pieces) -> dict:
     from ft_train.config import TrainConfig
     from ft_train.data import batch_width, make_batches, real_tokens
     from ft_train.engine import PlainEngine
@@ -145,8 +162,9 @@ def _train_variant(name, model_dir, rows, tok, layout, batch_size, batch_tokens,
     # autocast: the previous bf16 path, fp32 weights under autocast instead of FlatMaster
     warm = make_batches(rows, layout, batch_size, batch_tokens, cfg.ctx_len, seed=0, multiple=multiple)
     timed = make_batches(rows, layout, batch_size, batch_tokens, cfg.ctx_len, seed=1, multiple=multiple)[:max_steps]
-    flat = flat_shape(warm + timed) if layout == "flat" else None  # as the driver makes it for a run
-    engine = PlainEngine(CausalLMLoss(model, flat=flat), cfg, device, 1, total_steps=1000, bf16=DEVICE == "cuda", flat_master=not autocast)
+    flat = (row_wide_shape if row_wide_pieces else flat_shape)(warm + timed) if layout == "flat" else None  # as the driver makes it
+    engine = PlainEngine(CausalLMLoss(model, flat=flat), cfg, device, 1, total_steps=1000, bf16=DEVICE == "cuda",
+                         flat_master=not autocast, overwrite_grads=not grads_added)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     if graphs:
         engine.use_graphs(shape_table([warm, timed], cfg.ctx_len, multiple, flat), pad_id, log)
@@ -179,7 +197,7 @@ def _train_variant(name, model_dir, rows, tok, layout, batch_size, batch_tokens,
     n_params = sum(p.numel() for p in model.parameters())
     out = {"name": name, "layout": layout, "batch_size": batch_size, "batch_tokens": batch_tokens,
            "compile": compile_, "autocast": autocast, "cudnn_sdpa": cudnn, "graphs": graphs, "attention": attention,
-           "pad_vocab": pad_vocab,
+           "pad_vocab": pad_vocab, "grads_added": grads_added, **({"flat_shape": vars(flat)} if flat else {}),
            **({"graphs_summary": engine.graphs.summary()} if engine.graphs is not None else {}),
            "params": n_params, "steps": steps, "ms_per_step": 1000 * seconds / steps,
            "real_tokens_per_s": real / seconds, "padded_share": 1 - real / padded,
@@ -315,14 +333,24 @@ def main() -> None:
              "profile_train_flat6k_compile_graphs.txt", True),
             ("flat 4k, flat master, no cudnn, compile, graphs", "flat", None, 4096, True, False, False,
              "profile_train_flat4k_compile_graphs.txt", True),
+            # the same steps as ft-train took them before the eighth session: the backward adding into a
+            # zeroed gradient buffer, and (135M) the flat shape's pieces sized for a row-wide tail
+            ("flat 6k, flat master, no cudnn, compile, graphs, grads added", "flat", None, 6144, True, False, False,
+             None, True, True, None, {"grads_added": True}),
+            ("flat 6k, flat master, no cudnn, compile, graphs, row-wide pieces", "flat", None, 6144, True, False,
+             False, None, True, True, None, {"row_wide_pieces": True}),
+            ("flat 4k, flat master, no cudnn, compile, graphs, grads added", "flat", None, 4096, True, False, False,
+             None, True, True, None, {"grads_added": True}),
         ]
         only = a.only.split("|") if a.only else None
-        for name, layout, bs, bt, comp, autocast, cudnn, prof, *more in variants:  # more: graphs, pad_vocab, attention
+        for name, layout, bs, bt, comp, autocast, cudnn, prof, *more in variants:  # more: graphs, pad_vocab, attention, {other}
             if only and not any(piece in name for piece in only):
                 continue
+            other = more.pop() if more and isinstance(more[-1], dict) else {}
             report["train"].append(train_variant(name, a.model_dir, rows, tok, layout, bs, bt, a.steps, comp,
                                                  autocast, cudnn, out / prof if prof else None,
-                                                 **dict(zip(("graphs", "pad_vocab", "attention"), more, strict=False))))
+                                                 **dict(zip(("graphs", "pad_vocab", "attention"), more, strict=False)),
+                                                 **other))
             save()
         if a.big:
             btok = tokenizer_with_tokens(a.big, train_recs)

@@ -129,3 +129,51 @@ def test_after_the_blocks_failed_to_compile_it_does_not_try(monkeypatch):
     fused.fn = lambda *a, **k: pytest.fail("tried to compile")
     master, weights, optimizer = setup()
     assert not fused.step(optimizer, master, grads_at(0), weights, clip=1.0)
+
+
+class _Branchy(torch.nn.Module):
+    """A weight shared by two reentrant-checkpointed segments (two gradients in one backward) and
+    a layer that some steps leave out (no gradient at all in those steps)."""
+
+    def __init__(self):
+        super().__init__()
+        self.shared, self.sometimes = torch.nn.Linear(8, 8), torch.nn.Linear(8, 8)
+
+    def forward(self, x, use_sometimes: bool):
+        from torch.utils.checkpoint import checkpoint
+
+        x = checkpoint(self.shared, x, use_reentrant=True)
+        x = checkpoint(self.shared, torch.tanh(x), use_reentrant=True)
+        return self.sometimes(x) if use_sometimes else x
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_overwritten_gradients_train_as_accumulated_ones(fused):
+    """FlatMaster(overwrite=True) copies each gradient into the buffer instead of adding it to a
+    zeroed one: the same updates, a left-out layer's gradient zero (not the step before's), a
+    weight used twice gets both gradients."""
+    from ft_train.engine import FlatMaster
+
+    results = []
+    for overwrite in (False, True):
+        torch.manual_seed(0)
+        m = _Branchy().to(torch.bfloat16)
+        flat = FlatMaster(m, overwrite=overwrite)
+        flat.fused = FusedFlatAdamW(compiled=False) if fused else None
+        optimizer = torch.optim.AdamW(flat.parameters(), lr=1e-2)
+        grads = []
+        for i in range(4):
+            x = torch.randn(4, 8, generator=torch.Generator().manual_seed(i)).to(torch.bfloat16).requires_grad_()
+            m(x, use_sometimes=i % 2 == 0).square().sum().backward()
+            flat.after_backward()
+            grads.append(flat.grads.clone())
+            flat.step(optimizer, clip=1.0)
+        results.append((grads, flat.master.detach().clone()))
+        if overwrite:
+            assert all(p.grad is None for p in m.parameters())
+            assert flat.grads.any()  # not zeroed: the next backward overwrites it
+    (acc_grads, acc_master), (over_grads, over_master) = results
+    for a, b in zip(acc_grads, over_grads, strict=True):
+        assert torch.equal(a, b)
+    assert not over_grads[1][-(8 * 8 + 8):].any()  # step 1 left `sometimes` out: zeros, not step 0's
+    assert torch.equal(acc_master, over_master)

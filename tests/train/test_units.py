@@ -342,6 +342,7 @@ def test_flat_master_trains_bf16_weights_from_fp32_masters_and_resumes(tiny_mode
     assert all(p.untyped_storage().data_ptr() == e.master.weights.untyped_storage().data_ptr() for p in params)
     losses = [step(e) for _ in range(12)]
     assert losses[-1] < 0.5 * losses[0]
+    assert e.master.overwrite and all(p.grad is None for p in params)  # one micro-batch a step: copied, not added
     assert torch.equal(e.master.weights, e.master.master.detach().to(torch.bfloat16))
     e.save_state(tmp_path, "t", {"step": 12})
     again = engine()

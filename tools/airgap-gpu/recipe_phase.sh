@@ -15,7 +15,8 @@
 #   RECORD=RUN[,RUN]: those runs' ft-train on a pty under `script` (RUN.terminal.txt: the user's terminal)
 #   ENGINES=hf,vllm: each run's best checkpoint also served by these engines in float32 and their verdicts
 #   compared (time_to_accuracy.py --engines); vLLM from /tmp/vstage, the pieces of vllm_stage.sh
-#   PROFILE15=1: bench/gpu_profile.py at 1.5B, the plain batch eager and --compile'd (carry .carry/prof)
+#   PROFILE15=1: bench/gpu_profile.py at 1.5B, the plain batch eager and --compile'd (carry .carry/prof);
+#   PROFILE15_ONLY: which variants (default "group 4k"; "flat 4k": the flat step, and with the gradients added)
 #   PROFILE135=1 then runs bench/gpu_profile.py on MODEL's config: the plain command's 135M step (6,144 tokens,
 #   compiled, replayed from the step graphs, and compiled eagerly; other vocabulary and attention variants),
 #   with torch.profiler tables; PROFILE135_ONLY: which variants (gpu_profile.py --only, |-separated)
@@ -95,7 +96,7 @@ fi
 if [ -n "${PROFILE15:-}" ]; then  # where a 1.5B step's time goes (Qwen2.5-1.5B's config, random weights; carry
   # .carry/prof): ft-train's step at the plain 4,096-token batch, eager and compiled, with torch.profiler tables
   timeout 420 python3 bench/gpu_profile.py --model-dir .carry/prof/qwen --records .carry/data --parts train \
-    --only "group 4k" --steps 30 --out "$W/gpu_profile_1.5b" >&2 || log "gpu_profile at 1.5B failed"
+    --only "${PROFILE15_ONLY:-group 4k}" --steps 30 --out "$W/gpu_profile_1.5b" >&2 || log "gpu_profile at 1.5B failed"
 fi
 if [ -n "${MFU:-}" ]; then
   python3 - <<'PY' >&2

@@ -7,7 +7,8 @@ about 54 bytes a parameter, 38 of a 124 ms step on one H100 (bench/gpu_profile.p
 docs/benchmarks.md). The same arithmetic written as one function and compiled by inductor is a
 reduction (the norm, over the bf16 gradients) and one elementwise kernel that reads each
 gradient, master and moment once and writes master, moments, bf16 weight and zeroed gradient:
-about 34 bytes a parameter.
+about 34 bytes a parameter; 32 where the next backward overwrites the gradients instead of adding
+to them (FlatMaster.overwrite), so they need no zeroing.
 
 The state stays torch.optim.AdamW's (`step`, `exp_avg`, `exp_avg_sq` for the one master
 parameter, its lr from the param group that the scheduler sets), so checkpoints, resume and the
@@ -25,9 +26,10 @@ from ft_train.compile import compile_constants_fixed, failed_before, note_failur
 
 def adamw_flat_(master: torch.Tensor, grads: torch.Tensor, weights: torch.Tensor, exp_avg: torch.Tensor,
                 exp_avg_sq: torch.Tensor, step: torch.Tensor, lr: torch.Tensor, clip: float, beta1: float,
-                beta2: float, eps: float, weight_decay: float) -> None:
+                beta2: float, eps: float, weight_decay: float, zero_grads: bool = True) -> None:
     """One AdamW step of the fp32 `master` from the bf16 `grads` (clipped to norm `clip` if
-    non-zero), in place: master, moments and step updated, `weights` = master in bf16, grads zeroed."""
+    non-zero), in place: master, moments and step updated, `weights` = master in bf16, grads zeroed
+    (unless the next backward overwrites them: FlatMaster.overwrite)."""
     g = grads.float()
     if clip:
         norm = torch.linalg.vector_norm(g)
@@ -40,7 +42,8 @@ def adamw_flat_(master: torch.Tensor, grads: torch.Tensor, weights: torch.Tensor
     master.mul_(1 - lr * weight_decay)
     master.sub_(exp_avg * (lr / bias1) / (exp_avg_sq.sqrt() / bias2_sqrt + eps))
     weights.copy_(master)
-    grads.zero_()
+    if zero_grads:
+        grads.zero_()
 
 
 class FusedFlatAdamW:
@@ -57,7 +60,7 @@ class FusedFlatAdamW:
         self._lr: torch.Tensor | None = None  # the lr as a device tensor when the group holds a float
 
     def step(self, optimizer: torch.optim.Optimizer, master: torch.nn.Parameter, grads: torch.Tensor,
-             weights: torch.Tensor, clip: float) -> bool:
+             weights: torch.Tensor, clip: float, zero_grads: bool = True) -> bool:
         if self.failed is not None or (self.compiled and failed_before()):
             return False
         group = optimizer.param_groups[0]
@@ -79,7 +82,7 @@ class FusedFlatAdamW:
         try:
             self.fn(master.data, grads, weights, state["exp_avg"], state["exp_avg_sq"], state["step"], lr,
                     float(clip or 0.0), float(beta1), float(beta2), float(group["eps"]),
-                    float(group["weight_decay"]))
+                    float(group["weight_decay"]), zero_grads)
         except Exception as error:  # noqa: BLE001 - a compile that fails: the eager step from now on
             if isinstance(error, torch.OutOfMemoryError):
                 raise

@@ -206,6 +206,7 @@ class StepGraphs:
         loss_sum = engine.forward_model(input_ids=inputs["input_ids"], loss_index=inputs["loss_index"],
                                         loss_labels=inputs["loss_labels"], masked=True, **flat)
         (loss_sum / inputs["tokens"].clamp(min=1) / engine.cfg.grad_accum).backward()
+        engine.master.after_backward()
         return loss_sum.detach()
 
     def _capture_step(self, step: _Graph) -> None:
