@@ -177,3 +177,23 @@ def test_overwritten_gradients_train_as_accumulated_ones(fused):
         assert torch.equal(a, b)
     assert not over_grads[1][-(8 * 8 + 8):].any()  # step 1 left `sometimes` out: zeros, not step 0's
     assert torch.equal(acc_master, over_master)
+
+
+def test_a_backward_cut_short_is_forgotten():
+    """A failed capture's backward leaves hooks' bookkeeping (and maybe a gradient on a parameter)
+    behind; after forget_backward the next backward's gradients are its own, not added to those."""
+    from ft_train.engine import FlatMaster
+
+    torch.manual_seed(0)
+    m = _Branchy().to(torch.bfloat16)
+    flat = FlatMaster(m, overwrite=True)
+    x = torch.randn(4, 8, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    m(x, use_sometimes=True).square().sum().backward()
+    flat.after_backward()
+    want = flat.grads.clone()
+    m(x * 3, use_sometimes=True).square().sum().backward()  # cut short: no after_backward
+    m.sometimes.bias.grad = torch.ones_like(m.sometimes.bias)  # handed over, not yet taken
+    flat.forget_backward()
+    m(x, use_sometimes=True).square().sum().backward()
+    flat.after_backward()
+    assert torch.equal(flat.grads, want)

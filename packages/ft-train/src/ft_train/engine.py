@@ -170,6 +170,7 @@ class FlatMaster:
         self.weights = torch.empty(n, dtype=torch.bfloat16, device=device)
         self.grads = torch.zeros(n, dtype=torch.bfloat16, device=device)
         self.overwrite = overwrite
+        self.params = params
         self.views: list[torch.Tensor] = []
         self.written = [False] * len(params)  # overwrite: which views this backward has written
         at = 0
@@ -203,6 +204,14 @@ class FlatMaster:
                 for i, done in enumerate(self.written):
                     if not done:
                         self.views[i].zero_()
+            self.written = [False] * len(self.written)
+
+    def forget_backward(self) -> None:
+        """After a backward cut short (a failed capture, whose work never ran): the next one starts
+        afresh, copying every gradient again and with no gradient left behind on a parameter."""
+        if self.overwrite:
+            for p in self.params:
+                p.grad = None
             self.written = [False] * len(self.written)
 
     def parameters(self) -> list[torch.nn.Parameter]:

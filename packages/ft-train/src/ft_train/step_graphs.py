@@ -235,6 +235,7 @@ class StepGraphs:
             self.failed = failure_reason(e)
             traceback.print_exc()  # whole, to stderr: in a run that is OUT_DIR/ft-train.log (-v: the terminal)
             self.engine.master.master.grad = None  # a capture cut short may leave it set
+            self.engine.master.forget_backward()
             self.steps.clear()
             self.optimizer_graph = None
             self.cuda.drain()  # let the failed capture's work finish before going on
