@@ -205,8 +205,7 @@ class StepGraphs:
         flat = {k: inputs[k] for k in FLAT_INPUTS if k in inputs}
         loss_sum = engine.forward_model(input_ids=inputs["input_ids"], loss_index=inputs["loss_index"],
                                         loss_labels=inputs["loss_labels"], masked=True, **flat)
-        (loss_sum / inputs["tokens"].clamp(min=1) / engine.cfg.grad_accum).backward()
-        engine.master.after_backward()
+        engine.backward(loss_sum / inputs["tokens"].clamp(min=1))  # the engine's own: / grad_accum, FlatMaster's bookkeeping
         return loss_sum.detach()
 
     def _capture_step(self, step: _Graph) -> None:
