@@ -193,7 +193,9 @@ def test_a_backward_cut_short_is_forgotten():
     want = flat.grads.clone()
     m(x * 3, use_sometimes=True).square().sum().backward()  # cut short: no after_backward
     m.sometimes.bias.grad = torch.ones_like(m.sometimes.bias)  # handed over, not yet taken
+    flat.master.grad = torch.ones_like(flat.master)  # a step cut short
     flat.forget_backward()
+    assert flat.master.grad is None
     m(x, use_sometimes=True).square().sum().backward()
     flat.after_backward()
     assert torch.equal(flat.grads, want)

@@ -208,7 +208,9 @@ class FlatMaster:
 
     def forget_backward(self) -> None:
         """After a backward cut short (a failed capture, whose work never ran): the next one starts
-        afresh, copying every gradient again and with no gradient left behind on a parameter."""
+        afresh, copying every gradient again and with no gradient left behind on a parameter or
+        on the master (a step cut short may have set it)."""
+        self.master.grad = None
         if self.overwrite:
             for p in self.params:
                 p.grad = None

@@ -233,8 +233,7 @@ class StepGraphs:
         except Exception as e:  # noqa: BLE001 - any failure: the run goes on eagerly
             self.failed = failure_reason(e)
             traceback.print_exc()  # whole, to stderr: in a run that is OUT_DIR/ft-train.log (-v: the terminal)
-            self.engine.master.master.grad = None  # a capture cut short may leave it set
-            self.engine.master.forget_backward()
+            self.engine.master.forget_backward()  # a capture cut short may leave gradients set
             self.steps.clear()
             self.optimizer_graph = None
             self.cuda.drain()  # let the failed capture's work finish before going on
