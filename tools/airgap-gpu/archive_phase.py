@@ -20,6 +20,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from ft_common.atomic import atomic_write
+
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = ROOT / "results/bench/time_to_accuracy.json"
 KEEP = (".ft-train.json", ".metrics.jsonl", ".train.log", ".summary.json")
@@ -39,20 +41,14 @@ def main() -> int:
     out = ROOT / "results/bench" / a.dir
     out.mkdir(parents=True, exist_ok=True)
 
-    new = json.loads((work / "time_to_accuracy.json").read_text()) if (work / "time_to_accuracy.json").exists() else []
-    for row in new:
-        row["phase"], row["session"] = a.phase, a.session
-    rows = json.loads(ROWS.read_text())
-    ROWS.write_text(json.dumps(rows + new, indent=1) + "\n")
-
-    spider_ft_score = shutil.which("ft-score") or str(ROOT / ".venv/bin/ft-score")
+    ft_score = shutil.which("ft-score") or str(ROOT / ".venv/bin/ft-score")
     for f in sorted(work.iterdir()):
         if not f.is_file():
             continue
         dest = out / f"{a.phase}-{f.name}"
         if f.name.endswith(".sql-valid-spider.jsonl"):
             stem = dest.name[: -len(".jsonl")]
-            subprocess.run([spider_ft_score, "sql", "-q", str(f), "-o", str(work / "spider.scored.jsonl"),
+            subprocess.run([ft_score, "sql", "-q", str(f), "-o", str(work / "spider.scored.jsonl"),
                             "--summary", str(out / f"{stem}.summary.json")], check=True)
             dest.with_name(f"{stem}.scored.jsonl.xz").write_bytes(
                 lzma.compress((work / "spider.scored.jsonl").read_bytes()))
@@ -60,6 +56,14 @@ def main() -> int:
             dest.with_name(dest.name + ".xz").write_bytes(lzma.compress(f.read_bytes()))
         elif f.name.endswith(KEEP):
             shutil.copyfile(f, dest)
+    # the rows last, in one rename: a failed scoring above leaves no row without its files
+    phase_rows = work / "time_to_accuracy.json"
+    new = json.loads(phase_rows.read_text()) if phase_rows.exists() else []
+    for row in new:
+        row["phase"], row["session"] = a.phase, a.session
+    rows = json.loads(ROWS.read_text())
+    with atomic_write(ROWS) as fh:
+        fh.write(json.dumps(rows + new, indent=1) + "\n")
     for row in new:
         print(f"{row.get('name')}: acc {row.get('valid_accuracy')} steps {row.get('optimizer_steps')} "
               f"train {row.get('train_s')} s wall {row.get('wall_s')} s tokens/s {row.get('tokens_per_s_median')}",
