@@ -83,7 +83,8 @@ def tokenizer_with_tokens(model_dir: str, records: list[dict]):
 def train_variant(name: str, model_dir: str, rows: list[dict], tok, layout: str, batch_size, batch_tokens: int,
                   max_steps: int, compile_: bool = False, autocast: bool = False, cudnn: bool = True,
                   profile_to: Path | None = None, graphs: bool = False, pad_vocab: bool = True,
-                  attention: str | None = None, grads_added: bool = False, row_wide_pieces: bool = False) -> dict:
+                  attention: str | None = None, grads_added: bool = False, row_wide_pieces: bool = False,
+                  unfilled: bool = False) -> dict:
     """One epoch of warm-up (every batch shape seen once, as in a real run's first epoch),
     then the next epoch's batches timed (at most max_steps of them). graphs: replayed from
     ft-train's step graphs (ft_train.step_graphs, --cuda-graphs), widths cut at its multiple.
@@ -91,11 +92,20 @@ def train_variant(name: str, model_dir: str, rows: list[dict], tok, layout: str,
     (the key and value heads repeated before SDPA instead of flash attention's own GQA).
     grads_added: the backward adds into FlatMaster's zeroed gradient buffer (ft-train before
     2026-12-06's eighth session) instead of its gradients being copied in. row_wide_pieces: the
-    flat shape's pieces sized for a tail as wide as the row (ft-train before the same session)."""
-    with attention_mode(attention):
-        return _train_variant(name, model_dir, rows, tok, layout, batch_size, batch_tokens, max_steps, compile_,
-                              autocast, cudnn, profile_to, graphs, pad_vocab, attention, grads_added,
-                              row_wide_pieces)
+    flat shape's pieces sized for a tail as wide as the row (ft-train before the same session).
+    unfilled: flat batches cut where the next record does not fit, their gaps not filled from the
+    records behind it (ft_train.data.FILL_LOOKAHEAD 0, as before the same session)."""
+    from ft_train import data
+
+    lookahead = data.FILL_LOOKAHEAD
+    data.FILL_LOOKAHEAD = 0 if unfilled else lookahead
+    try:
+        with attention_mode(attention):
+            return _train_variant(name, model_dir, rows, tok, layout, batch_size, batch_tokens, max_steps, compile_,
+                                  autocast, cudnn, profile_to, graphs, pad_vocab, attention, grads_added,
+                                  row_wide_pieces)
+    finally:
+        data.FILL_LOOKAHEAD = lookahead
 
 
 @contextlib.contextmanager
@@ -339,6 +349,8 @@ def main() -> None:
              None, True, True, None, {"grads_added": True}),
             ("flat 6k, flat master, no cudnn, compile, graphs, row-wide pieces", "flat", None, 6144, True, False,
              False, None, True, True, None, {"row_wide_pieces": True}),
+            ("flat 6k, flat master, no cudnn, compile, graphs, unfilled batches", "flat", None, 6144, True, False,
+             False, None, True, True, None, {"unfilled": True}),
             ("flat 4k, flat master, no cudnn, compile, graphs, grads added", "flat", None, 4096, True, False, False,
              None, True, True, None, {"grads_added": True}),
         ]

@@ -42,6 +42,29 @@ def test_batches_hold_every_record_once_within_the_budget():
     assert len(make_batches(data, "flat", 7, 700, 512, seed=3)[0]) == 7  # --batch-size: records
 
 
+def test_a_batch_gap_is_filled_from_the_records_just_behind(monkeypatch):
+    """A flat batch's unused budget is computed for nothing (the row is the run's width): the
+    records that fit it come from the FILL_LOOKAHEAD behind the one that did not, in order."""
+    from ft_train import data as ft_data
+
+    records = rows(600, seed=5, lo=20, hi=90)
+
+    def batches_and_gaps():
+        batches = make_batches(records, "flat", None, 1000, 512, seed=7)
+        return batches, [1000 - sum(len(s[0]["ids"]) for s in b) for b in batches[:-1]]
+
+    filled, gaps = batches_and_gaps()
+    lookahead = ft_data.FILL_LOOKAHEAD
+    monkeypatch.setattr(ft_data, "FILL_LOOKAHEAD", 0)
+    greedy, greedy_gaps = batches_and_gaps()
+    assert max(gaps) < 20 and sum(gaps) < sum(greedy_gaps) / 3  # no record is shorter than 20
+    assert len(filled) < len(greedy)
+    where = {id(s[0]): i for i, s in enumerate(s for b in filled for s in b)}
+    shuffled = [s[0] for b in greedy for s in b]  # the seeded shuffle's order
+    assert all(-lookahead <= where[id(r)] - i <= 20 for i, r in enumerate(shuffled))  # pulled forward only
+    assert sorted(where) == sorted(id(r) for r in records)
+
+
 def test_one_shape_fits_every_batch_and_its_pieces_are_bounded():
     data = rows(400, seed=1)
     batches = [b for e in range(3) for b in make_batches(data, "flat", None, 1000, 512, seed=e)]

@@ -148,11 +148,16 @@ class _Branchy(torch.nn.Module):
 
 
 @pytest.mark.parametrize("fused", [False, True])
-def test_overwritten_gradients_train_as_accumulated_ones(fused):
+@pytest.mark.parametrize("held", [True, False], ids=["held-to-the-end", "copied-at-once"])
+def test_overwritten_gradients_train_as_accumulated_ones(fused, held, monkeypatch):
     """FlatMaster(overwrite=True) copies each gradient into the buffer instead of adding it to a
-    zeroed one: the same updates, a left-out layer's gradient zero (not the step before's), a
-    weight used twice gets both gradients."""
+    zeroed one (small ones together at the backward's end, others as they come): the same
+    updates, a left-out layer's gradient zero (not the step before's), a weight used twice gets
+    both gradients."""
+    from ft_train import engine
     from ft_train.engine import FlatMaster
+
+    monkeypatch.setattr(engine, "SMALL_GRAD", 1 << 20 if held else 0)
 
     results = []
     for overwrite in (False, True):

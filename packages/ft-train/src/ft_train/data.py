@@ -33,6 +33,7 @@ whose labels are all -100, so they add nothing to the loss.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import random
 from dataclasses import dataclass
@@ -208,24 +209,38 @@ def _group_batches(rows: list[dict], batch_size: int | None, batch_tokens: int, 
     return batches
 
 
+FILL_LOOKAHEAD = 64  # records behind the one that did not fit that may fill a flat batch's gap
+
+
 def _flat_batches(rows: list[dict], batch_size: int | None, batch_tokens: int, rng: random.Random) -> list:
     """Shuffled records cut into batches of at most `batch_tokens` real tokens (or `batch_size`
     records); a record longer than the budget is a batch of its own. No length grouping: nothing
-    is padded, so a batch's records need not be alike."""
+    is padded, so a batch's records need not be alike. When the next record does not fit, the
+    gap is filled from the FILL_LOOKAHEAD records behind it (each that fits, in shuffled order):
+    the row's width is the run's longest batch, so every token a batch leaves empty is computed
+    for nothing (2.4% of the 135M ViGGO plan's tokens without the fill)."""
     shuffled = rows[:]
     rng.shuffle(shuffled)
+    if batch_size:
+        return [[[r] for r in shuffled[i:i + batch_size]] for i in range(0, len(shuffled), batch_size)]
+    queue = collections.deque(shuffled)
     batches: list = []
-    batch: list = []
-    size = 0
-    for r in shuffled:
-        n = len(r["ids"])
-        full = len(batch) == batch_size if batch_size else size + n > batch_tokens
-        if batch and full:
-            batches.append(batch)
-            batch, size = [], 0
-        batch.append([r])
-        size += n
-    if batch:
+    while queue:
+        batch, size = [], 0
+        while queue and (not batch or size + len(queue[0]["ids"]) <= batch_tokens):
+            r = queue.popleft()
+            batch.append([r])
+            size += len(r["ids"])
+        if queue and size < batch_tokens:
+            behind = [queue.popleft() for _ in range(min(FILL_LOOKAHEAD, len(queue)))]
+            rest = []
+            for r in behind:
+                if size + len(r["ids"]) <= batch_tokens:
+                    batch.append([r])
+                    size += len(r["ids"])
+                else:
+                    rest.append(r)
+            queue.extendleft(reversed(rest))
         batches.append(batch)
     return batches
 

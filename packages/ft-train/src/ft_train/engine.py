@@ -145,6 +145,9 @@ def deepspeed_config(cfg, stage: int, offload: str, bf16: bool) -> dict:
     return ds
 
 
+SMALL_GRAD = 1 << 20  # elements (2 MiB in bf16, under a microsecond to copy): smaller gradients are copied together
+
+
 class FlatMaster:
     """bf16 model weights and gradients as views into two flat buffers; fp32 master weights
     (one flat tensor, the only one the optimizer sees) and their gradient.
@@ -157,7 +160,9 @@ class FlatMaster:
     own tensor, no add) and the buffer is never zeroed; a parameter the backward left out gets
     zeros (`after_backward`). Otherwise the parameters' .grad are the views and the backward adds
     into them: a read of the old gradient and a write per parameter, and a zeroing pass per step,
-    about 8 bytes a parameter where the copy is 4 (1.5B: 14 GB a step against 7).
+    about 8 bytes a parameter where the copy is 4 (1.5B: 14 GB a step against 7). Gradients under
+    SMALL_GRAD elements are held to the backward's end and copied together (one multi-tensor
+    kernel, not one launch each: a 135M model's 272 copies took 0.5 ms of a 22.6 ms step).
     """
 
     fused = None  # ft_train.flat_adamw.FusedFlatAdamW: PlainEngine sets it when the blocks compile
@@ -172,7 +177,8 @@ class FlatMaster:
         self.overwrite = overwrite
         self.params = params
         self.views: list[torch.Tensor] = []
-        self.written = [False] * len(params)  # overwrite: which views this backward has written
+        self.written = [False] * len(params)  # overwrite: which parameters this backward has given a gradient
+        self.held: dict[int, torch.Tensor] = {}  # overwrite: small gradients to copy at the backward's end
         at = 0
         with torch.no_grad():
             for i, p in enumerate(params):
@@ -189,21 +195,28 @@ class FlatMaster:
         self.master = torch.nn.Parameter(self.master)
 
     def _take(self, i: int, p: torch.nn.Parameter) -> None:
-        if self.written[i]:  # a second gradient in one backward (reentrant checkpointing's inner backwards)
-            self.views[i].add_(p.grad)
+        g, p.grad = p.grad, None
+        if i in self.held:  # a second gradient in one backward (reentrant checkpointing's inner backwards)
+            self.held[i] = self.held[i] + g
+        elif self.written[i]:
+            self.views[i].add_(g)
+        elif g.numel() < SMALL_GRAD:
+            self.held[i] = g
         else:
-            self.views[i].copy_(p.grad)
-            self.written[i] = True
-        p.grad = None
+            self.views[i].copy_(g)
+        self.written[i] = True
 
     def after_backward(self) -> None:
-        """overwrite: zeros for the parameters this backward gave no gradient (the view would
-        hold the last step's); run after every backward, captured ones too."""
+        """overwrite: the held gradients copied in, zeros for the parameters this backward gave
+        no gradient (the view would hold the last step's); run after every backward, captured ones too."""
         if self.overwrite:
             with torch.no_grad():
+                if self.held:
+                    torch._foreach_copy_([self.views[i] for i in self.held], list(self.held.values()))
                 for i, done in enumerate(self.written):
                     if not done:
                         self.views[i].zero_()
+            self.held = {}
             self.written = [False] * len(self.written)
 
     def forget_backward(self) -> None:
@@ -214,6 +227,7 @@ class FlatMaster:
         if self.overwrite:
             for p in self.params:
                 p.grad = None
+            self.held = {}
             self.written = [False] * len(self.written)
 
     def parameters(self) -> list[torch.nn.Parameter]:
