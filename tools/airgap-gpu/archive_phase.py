@@ -35,7 +35,17 @@ def main() -> int:
     ap.add_argument("--dir", required=True, help="folder under results/bench for the runs' files")
     a = ap.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="ft-archive-"))
+    with tempfile.TemporaryDirectory(prefix="ft-archive-") as tmp:  # removed even when scoring fails
+        new = archive(Path(tmp), a)
+    for row in new:
+        print(f"{row.get('name')}: acc {row.get('valid_accuracy')} steps {row.get('optimizer_steps')} "
+              f"train {row.get('train_s')} s wall {row.get('wall_s')} s tokens/s {row.get('tokens_per_s_median')}",
+              file=sys.stderr)
+    return 0
+
+
+def archive(work: Path, a: argparse.Namespace) -> list[dict]:
+    """The phase's files from a.tgz unpacked in `work`, filed; returns the rows appended."""
     with tarfile.open(a.tgz) as t:
         t.extractall(work, filter="data")
     out = ROOT / "results/bench" / a.dir
@@ -64,12 +74,7 @@ def main() -> int:
     rows = json.loads(ROWS.read_text())
     with atomic_write(ROWS) as fh:
         fh.write(json.dumps(rows + new, indent=1) + "\n")
-    for row in new:
-        print(f"{row.get('name')}: acc {row.get('valid_accuracy')} steps {row.get('optimizer_steps')} "
-              f"train {row.get('train_s')} s wall {row.get('wall_s')} s tokens/s {row.get('tokens_per_s_median')}",
-              file=sys.stderr)
-    shutil.rmtree(work)
-    return 0
+    return new
 
 
 if __name__ == "__main__":
